@@ -1,0 +1,68 @@
+"""trio_clientsocket: a reconnecting WebSocket client for Trio, modelled on the
+GeneXus ``Client.Socket`` external object.
+
+Example:
+    >>> import trio
+    >>> from trio_clientsocket import ClientSocket, Connected, MessageReceived
+    >>> async def main():  # doctest: +SKIP
+    ...     async with ClientSocket("ws://localhost:8080/app/gxwebsocket?42") as sock:
+    ...         await sock.send("hello")
+    ...         async for event in sock.events():
+    ...             match event:
+    ...                 case Connected(): print("connected")
+    ...                 case MessageReceived(message=text): print(text)
+"""
+
+from ._backoff import Backoff as Backoff
+from ._classify import Classifier as Classifier
+from ._errors import AttemptError as AttemptError
+from ._errors import ClientSocketError as ClientSocketError
+from ._errors import ConnectionLost as ConnectionLost
+from ._errors import ConnectTimeout as ConnectTimeout
+from ._errors import HandshakeRejected as HandshakeRejected
+from ._errors import InvalidURLError as InvalidURLError
+from ._errors import KeepaliveTimeout as KeepaliveTimeout
+from ._errors import OutboxFullError as OutboxFullError
+from ._errors import SocketClosedError as SocketClosedError
+from ._errors import TransportError as TransportError
+from ._events import Closed as Closed
+from ._events import Connected as Connected
+from ._events import ConnectionFailed as ConnectionFailed
+from ._events import Event as Event
+from ._events import Message as Message
+from ._events import MessageReceived as MessageReceived
+from ._events import Undelivered as Undelivered
+from ._genexus import NotificationInfo as NotificationInfo
+from ._socket import ClientSocket as ClientSocket
+from ._socket import SocketStatistics as SocketStatistics
+from ._state import State as State
+from ._state import Status as Status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttemptError",
+    "Backoff",
+    "Classifier",
+    "ClientSocket",
+    "ClientSocketError",
+    "Closed",
+    "ConnectTimeout",
+    "Connected",
+    "ConnectionFailed",
+    "ConnectionLost",
+    "Event",
+    "HandshakeRejected",
+    "InvalidURLError",
+    "KeepaliveTimeout",
+    "Message",
+    "MessageReceived",
+    "NotificationInfo",
+    "OutboxFullError",
+    "SocketClosedError",
+    "SocketStatistics",
+    "State",
+    "Status",
+    "TransportError",
+    "Undelivered",
+]

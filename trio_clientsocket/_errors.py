@@ -1,0 +1,161 @@
+"""The exception tree of trio_clientsocket.
+
+.. code-block:: text
+
+    ClientSocketError
+    ├── SocketClosedError       send()/send_nowait() on a socket that is not open
+    ├── OutboxFullError         send_nowait(), or send() with overflow="raise", on a full outbox
+    ├── InvalidURLError         (also a ValueError) a URL that is not ws:// or wss://, or malformed
+    └── TransportError         reported in ConnectionFailed.error, never raised by the API
+        ├── HandshakeRejected   the server answered the handshake with an HTTP status
+        ├── ConnectTimeout      TCP + TLS + handshake took longer than connect_timeout
+        ├── KeepaliveTimeout    no pong (and no other frame) within ping_timeout
+        ├── ConnectionLost      the server closed the connection, or it dropped
+        └── AttemptError        resolving the url or headers callable failed
+
+Transport errors that Python already names (``OSError`` for a refused
+connection or a DNS failure, ``ssl.SSLCertVerificationError`` for a bad
+certificate) are reported as they are.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AttemptError",
+    "ClientSocketError",
+    "ConnectTimeout",
+    "ConnectionLost",
+    "HandshakeRejected",
+    "InvalidURLError",
+    "KeepaliveTimeout",
+    "OutboxFullError",
+    "SocketClosedError",
+    "TransportError",
+]
+
+
+class ClientSocketError(Exception):
+    """Base class of every error this library raises or reports.
+
+    Example:
+        >>> issubclass(SocketClosedError, ClientSocketError)
+        True
+    """
+
+
+class SocketClosedError(ClientSocketError):
+    """The socket is closed: it was never opened, ``close()`` was called, or
+    reconnecting gave up. Call ``open()`` to use it again.
+
+    Example:
+        >>> str(SocketClosedError("socket is closed"))
+        'socket is closed'
+    """
+
+
+class OutboxFullError(ClientSocketError):
+    """The outbox holds ``outbox_size`` messages and the call may not wait.
+
+    Example:
+        >>> raise OutboxFullError("outbox is full (100 messages)")
+        Traceback (most recent call last):
+        ...
+        trio_clientsocket._errors.OutboxFullError: outbox is full (100 messages)
+    """
+
+
+class InvalidURLError(ClientSocketError, ValueError):
+    """The URL is not a valid ``ws://`` or ``wss://`` URL.
+
+    Example:
+        >>> isinstance(InvalidURLError("bad"), ValueError)
+        True
+    """
+
+
+class TransportError(ClientSocketError):
+    """Base of the failures reported in ``ConnectionFailed.error``.
+
+    Example:
+        >>> issubclass(KeepaliveTimeout, TransportError)
+        True
+    """
+
+
+class HandshakeRejected(TransportError):
+    """The server answered the opening handshake with an HTTP status, not 101.
+
+    Attributes:
+        status_code: the HTTP status, e.g. 403 or 503.
+        body: the response body, as far as it was received.
+
+    Example:
+        >>> HandshakeRejected(403).status_code
+        403
+    """
+
+    def __init__(self, status_code: int, body: bytes = b"") -> None:
+        super().__init__(f"server rejected the handshake with HTTP {status_code}")
+        self.status_code = status_code
+        self.body = body
+
+
+class ConnectTimeout(TransportError):
+    """Opening the connection (TCP, TLS and the WebSocket handshake) took longer
+    than ``connect_timeout`` seconds.
+
+    Example:
+        >>> str(ConnectTimeout(10.0))
+        'no connection within connect_timeout=10.0 s'
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"no connection within connect_timeout={timeout} s")
+        self.timeout = timeout
+
+
+class KeepaliveTimeout(TransportError):
+    """The peer did not answer a keepalive ping (nor send anything) within
+    ``ping_timeout`` seconds: it is taken for dead.
+
+    Example:
+        >>> str(KeepaliveTimeout(20.0))
+        'peer is dead: no pong within ping_timeout=20.0 s'
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"peer is dead: no pong within ping_timeout={timeout} s")
+        self.timeout = timeout
+
+
+class ConnectionLost(TransportError):
+    """An established connection ended without ``close()`` being called.
+
+    Attributes:
+        code: the WebSocket close code (1006 when the connection dropped without
+            a close frame).
+        reason: the close reason text, if any.
+        by_server: True when the server sent the close frame.
+
+    Example:
+        >>> ConnectionLost(1001, "going away", by_server=True).code
+        1001
+    """
+
+    def __init__(self, code: int, reason: str | None = None, *, by_server: bool = False) -> None:
+        who = "server closed the connection" if by_server else "connection lost"
+        text = f"{who} (code {code}" + (f", reason {reason!r})" if reason else ")")
+        super().__init__(text)
+        self.code = code
+        self.reason = reason
+        self.by_server = by_server
+
+
+class AttemptError(TransportError):
+    """A ``url`` or ``headers`` callable raised while preparing an attempt; the
+    original exception is the ``__cause__``.
+
+    Example:
+        >>> str(AttemptError("url callable failed: boom"))
+        'url callable failed: boom'
+    """

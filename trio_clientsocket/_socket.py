@@ -1,0 +1,939 @@
+"""ClientSocket: the GeneXus Client.Socket as a Trio async context manager."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Literal, Self, TypeAlias
+
+import attrs
+import trio
+import trio_websocket
+
+from ._backoff import Backoff
+from ._classify import Classifier, Classify
+from ._errors import (
+    AttemptError,
+    ConnectionLost,
+    ConnectTimeout,
+    HandshakeRejected,
+    InvalidURLError,
+    KeepaliveTimeout,
+    OutboxFullError,
+    SocketClosedError,
+    TransportError,
+)
+from ._events import (
+    Closed,
+    Connected,
+    ConnectionFailed,
+    Event,
+    Message,
+    MessageReceived,
+    Undelivered,
+)
+from ._state import ConnectionState, State, Status, Trigger
+from ._transport import ObservedStream, OpenStream, tcp_opener
+from ._url import Target, parse_url
+
+__all__ = ["ClientSocket", "Headers", "Overflow", "SocketStatistics", "UrlSource"]
+
+log = logging.getLogger("trio_clientsocket")
+log.addHandler(logging.NullHandler())
+
+Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
+"""Extra handshake headers: a mapping or (name, value) pairs."""
+UrlSource: TypeAlias = str | Callable[[], str | Awaitable[str]]
+"""A URL, or a (sync or async) callable evaluated on every attempt."""
+HeadersSource: TypeAlias = Headers | Callable[[], Headers | Awaitable[Headers]]
+Overflow: TypeAlias = Literal["wait", "raise", "drop-oldest"]
+
+_OVERFLOWS = ("wait", "raise", "drop-oldest")
+_TOO_BIG = "Exceeded maximum message size"
+
+
+@attrs.frozen
+class SocketStatistics:
+    """A snapshot of a ClientSocket, from ``statistics()``.
+
+    Example:
+        >>> SocketStatistics().status
+        <Status.DISCONNECTED: 'Disconnected'>
+    """
+
+    state: State = State.IDLE
+    """The fine-grained state (idle, connecting, connected, waiting, closing)."""
+    status: Status = Status.DISCONNECTED
+    """The GeneXus status."""
+    attempts: int = 0
+    """Connection attempts made since the socket was entered."""
+    reconnects: int = 0
+    """Successful handshakes after the first one."""
+    consecutive_failures: int = 0
+    """Failures since the last connection that stayed up ``min_uptime``."""
+    messages_sent: int = 0
+    """Messages written to a connection."""
+    messages_received: int = 0
+    """Messages received."""
+    messages_dropped: int = 0
+    """Messages reported in ``Undelivered`` events."""
+    bytes_sent: int = 0
+    """Bytes written to the wire (frames and handshakes included)."""
+    bytes_received: int = 0
+    """Bytes read from the wire."""
+    outbox_depth: int = 0
+    """Messages waiting in the outbox."""
+    last_error: BaseException | None = attrs.field(default=None, eq=False)
+    """The error of the last ``ConnectionFailed``."""
+    last_rtt: float | None = None
+    """Round-trip time of the last keepalive ping, in seconds."""
+
+
+@attrs.define(eq=False)
+class _Counters:
+    attempts: int = 0
+    reconnects: int = 0
+    failures: int = 0
+    sent: int = 0
+    received: int = 0
+    dropped: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    last_error: BaseException | None = None
+    last_rtt: float | None = None
+
+
+@attrs.define(eq=False)
+class _Run:
+    """One open() until close(), give-up or the next open()."""
+
+    url: UrlSource
+    scope: trio.CancelScope = attrs.field(factory=lambda: trio.CancelScope(shield=True))
+    close_requested: trio.Event = attrs.field(factory=trio.Event)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    deadline: float = math.inf
+    current_url: str | None = None
+
+
+@attrs.define(eq=False)
+class _Session:
+    """One established connection."""
+
+    ws: trio_websocket.WebSocketConnection
+    stream: ObservedStream
+    scope: trio.CancelScope
+    connected_at: float
+    failure: Exception | None = None
+    closing: bool = False
+    inflight: bool = False
+    reader_blocked: bool = False
+    stalls: int = 0
+    unblocked: trio.Event = attrs.field(factory=trio.Event)
+
+    def fail(self, error: Exception) -> None:
+        if self.failure is None and not self.closing:
+            self.failure = error
+        self.scope.cancel()
+
+
+class _Outbox:
+    """Bounded FIFO of messages waiting to be written. The writer peeks, writes,
+    then pops, so a message is never both lost and unreported."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.items: deque[Message] = deque()
+        self._changed = trio.lowlevel.ParkingLot()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.capacity
+
+    def append(self, message: Message) -> None:
+        self.items.append(message)
+        self._changed.unpark_all()
+
+    def popleft(self) -> Message:
+        message = self.items.popleft()
+        self._changed.unpark_all()
+        return message
+
+    def drain(self) -> tuple[Message, ...]:
+        items = tuple(self.items)
+        self.items.clear()
+        self._changed.unpark_all()
+        return items
+
+    async def wait_changed(self) -> None:
+        await self._changed.park()
+
+    async def peek(self) -> Message:
+        while not self.items:
+            await self._changed.park()
+        return self.items[0]
+
+    async def wait_empty(self) -> None:
+        while self.items:
+            await self._changed.park()
+
+
+async def _resolve(value: object) -> object:
+    if callable(value):
+        value = value()
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def _header_pairs(headers: object) -> list[tuple[bytes, bytes]]:
+    if headers is None:
+        return []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    pairs = []
+    for item in items:  # type: ignore[attr-defined]
+        name, value = item
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"header names and values must be str, got {item!r}")
+        if any(c in name + value for c in "\r\n\0") or not name or ":" in name:
+            raise ValueError(f"invalid header {name!r}")
+        pairs.append((name.encode("latin-1"), value.encode("latin-1")))
+    return pairs
+
+
+def _check_timeout(name: str, value: float | None, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0{' or None' if optional else ''}")
+
+
+class ClientSocket:
+    """A reconnecting WebSocket client: the GeneXus ``Client.Socket`` for Trio.
+
+    ``async with ClientSocket(url) as sock`` opens a nursery that owns the
+    connection and its tasks; with a ``url`` it starts connecting at once,
+    without one it waits, ``Disconnected``, for ``open()``. Leaving the block
+    flushes the outbox, closes with code 1000 (within ``close_timeout``, even
+    when cancelled), stops every task and ends the event stream.
+
+    Example:
+        >>> async def main():  # doctest: +SKIP
+        ...     async with ClientSocket("ws://localhost:8080/app/gxwebsocket?42") as sock:
+        ...         await sock.send("hello")
+        ...         async for event in sock.events():
+        ...             match event:
+        ...                 case Connected(): print("connected")
+        ...                 case MessageReceived(message=text): print(text)
+        ...                 case ConnectionFailed(retry_in=None): break
+
+    Args:
+        url: ``ws://`` or ``wss://`` URL to connect to on entry, or a (sync or
+            async) callable that returns one, evaluated on every attempt (to
+            refresh a token or client id). None: stay closed until ``open()``.
+        reconnect: the ``Backoff`` policy; None disables reconnecting.
+            Default ``Backoff()``: 1 s doubling to 30 s, jittered, forever.
+        connect_timeout: seconds allowed for one attempt (TCP + TLS +
+            handshake); default 10. It is an option rather than the caller's
+            cancel scope because it bounds each attempt, not the whole
+            reconnecting life of the socket, which only the socket sees.
+        ping_interval: seconds between keepalive pings; None disables keepalive.
+            Default 20.
+        ping_timeout: seconds to wait for the pong before the peer is taken for
+            dead (``KeepaliveTimeout``); None disables. Default 20. Time the
+            consumer spends not reading ``events()`` is never counted.
+        max_message_size: largest message accepted, in bytes (characters for
+            text); larger ones close the connection with 1009. Default 1 MiB.
+        ssl_context: the ``ssl.SSLContext`` for ``wss://``; default: the system
+            trust store with host names checked.
+        headers: extra handshake headers (mapping or pairs), or a callable
+            returning them, evaluated on every attempt. Credentials in the URL
+            (``ws://user:pass@host/``) are sent as ``Authorization: Basic``.
+        outbox_size: messages ``send()`` may queue while not connected; default 1000.
+        overflow: what ``send()`` does when the outbox is full: ``"wait"``
+            (default), ``"raise"`` ``OutboxFullError``, or ``"drop-oldest"``
+            (reported by an ``Undelivered`` event).
+        event_buffer: events buffered for ``events()``; when full, the socket
+            stops reading the network (backpressure). Default 256.
+        close_timeout: seconds ``close()`` and leaving the block may take to
+            flush the outbox and close with 1000; default 3.
+        classify: decides which failures are retried; default ``Classifier()``.
+        open_stream: async callable opening the byte stream for a URL; the seam
+            for ``trio_clientsocket.testing``. Default: TCP, plus TLS for wss://.
+    """
+
+    def __init__(
+        self,
+        url: UrlSource | None = None,
+        *,
+        reconnect: Backoff | None = Backoff(),  # noqa: B008 - frozen, shared safely
+        connect_timeout: float = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        max_message_size: int = 2**20,
+        ssl_context: ssl.SSLContext | None = None,
+        headers: HeadersSource | None = None,
+        outbox_size: int = 1000,
+        overflow: Overflow = "wait",
+        event_buffer: int = 256,
+        close_timeout: float = 3.0,
+        classify: Classify | None = None,
+        open_stream: OpenStream | None = None,
+    ) -> None:
+        if isinstance(url, str):
+            parse_url(url)
+        elif url is not None and not callable(url):
+            raise InvalidURLError(f"url must be a str or a callable, not {type(url).__name__}")
+        if reconnect is not None and not isinstance(reconnect, Backoff):
+            raise TypeError("reconnect must be a Backoff or None")
+        _check_timeout("connect_timeout", connect_timeout, optional=False)
+        _check_timeout("ping_interval", ping_interval, optional=True)
+        _check_timeout("ping_timeout", ping_timeout, optional=True)
+        _check_timeout("close_timeout", close_timeout, optional=False)
+        for name, value in (
+            ("max_message_size", max_message_size),
+            ("outbox_size", outbox_size),
+            ("event_buffer", event_buffer),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1")
+        if overflow not in _OVERFLOWS:
+            raise ValueError(f"overflow must be one of {_OVERFLOWS}, got {overflow!r}")
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise TypeError("ssl_context must be an ssl.SSLContext")
+        if headers is not None and not callable(headers):
+            _header_pairs(headers)
+        self._url = url
+        self._reconnect = reconnect
+        self._connect_timeout = connect_timeout
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._max_message_size = max_message_size
+        self._headers = headers
+        self._overflow = overflow
+        self._close_timeout = close_timeout
+        self._classify = classify if classify is not None else Classifier()
+        self._open_stream = open_stream if open_stream is not None else tcp_opener(ssl_context)
+        self._outbox = _Outbox(outbox_size)
+        self._events_send, self._events_receive = trio.open_memory_channel[Event](event_buffer)
+        self._machine = ConnectionState()
+        self._counters = _Counters()
+        self._run: _Run | None = None
+        self._session: _Session | None = None
+        self._status_changed = trio.lowlevel.ParkingLot()
+        self._control = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+        self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
+        self._used = False
+
+    # -- context management --------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._used:
+            raise RuntimeError("a ClientSocket can be entered only once")
+        self._used = True
+        self._nursery_manager = trio.open_nursery()
+        self._nursery = await self._nursery_manager.__aenter__()
+        try:
+            if self._url is not None:
+                await self.open(self._url)
+        except BaseException as exc:
+            self._nursery.cancel_scope.cancel()
+            await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
+            self._events_send.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._nursery is not None
+        assert self._nursery_manager is not None
+        try:
+            # Close gracefully even when the block is being cancelled: shielded,
+            # but never longer than close_timeout (plus a forced stop).
+            with trio.CancelScope(shield=True):
+                await self._stop()
+        finally:
+            self._nursery.cancel_scope.cancel()
+            try:
+                # The nursery only ever sees its own tasks: the block's exception
+                # (or Cancelled) propagates as it is, never wrapped in a group.
+                await self._nursery_manager.__aexit__(None, None, None)
+            finally:
+                self._events_send.close()
+        return None
+
+    # -- public API ----------------------------------------------------------
+
+    @property
+    def status(self) -> Status:
+        """``Status.CONNECTED`` exactly while a handshake-completed connection is up.
+
+        Example:
+            >>> ClientSocket().status
+            <Status.DISCONNECTED: 'Disconnected'>
+        """
+        return self._machine.status
+
+    @property
+    def url(self) -> str | None:
+        """The URL of the current (or last) attempt, None before any.
+
+        Example:
+            >>> ClientSocket().url is None
+            True
+        """
+        run = self._run
+        return run.current_url if run is not None else None
+
+    @property
+    def is_open(self) -> bool:
+        """True between ``open()`` and ``close()`` (or giving up): ``send()`` queues.
+
+        Example:
+            >>> ClientSocket().is_open
+            False
+        """
+        return self._run is not None
+
+    def events(self) -> trio.MemoryReceiveChannel[Event]:
+        """The event stream: every event since the socket was entered, in order.
+
+        It is one channel for the life of the socket: breaking out of
+        ``async for`` and iterating again resumes where it stopped. It ends
+        when the ``async with`` block is left.
+
+        Example:
+            >>> async def consume(sock):  # doctest: +SKIP
+            ...     async for event in sock.events():
+            ...         print(event)
+        """
+        return self._events_receive
+
+    async def open(self, url: UrlSource | None = None) -> None:
+        """Connect to ``url`` (default: the URL given before), closing the current
+        connection first, cleanly with 1000. Returns at once; ``Connected`` or
+        ``ConnectionFailed`` tell how it went (or ``await wait_connected()``).
+
+        Raises:
+            InvalidURLError: ``url`` is not a valid ws:// or wss:// URL.
+            SocketClosedError: no URL was ever given.
+
+        Example:
+            >>> async def switch(sock):  # doctest: +SKIP
+            ...     await sock.open("ws://other-server:8080/chat")
+        """
+        if self._nursery is None:
+            raise RuntimeError("use the ClientSocket inside 'async with' first")
+        if url is None:
+            url = self._url
+            if url is None:
+                raise SocketClosedError("no URL to open: pass one to open() or ClientSocket()")
+        elif isinstance(url, str):
+            parse_url(url)
+        elif not callable(url):
+            raise InvalidURLError(f"url must be a str or a callable, not {type(url).__name__}")
+        async with self._control:
+            await self._stop()
+            self._url = url
+            run = _Run(url=url)
+            self._run = run
+            self._machine.fire(Trigger.OPEN)
+            await self._nursery.start(self._run_task, run)
+
+    async def close(self) -> tuple[Message, ...]:
+        """Flush the outbox and close the connection with code 1000 (both within
+        ``close_timeout``), and stop reconnecting. Status is DISCONNECTED on
+        return; ``open()`` works again. Idempotent.
+
+        Returns:
+            The messages that could not be written (also reported by an
+            ``Undelivered`` event).
+
+        Example:
+            >>> async def leave(sock):  # doctest: +SKIP
+            ...     unsent = await sock.close()
+            ...     assert sock.status is Status.DISCONNECTED
+        """
+        async with self._control:
+            return await self._stop()
+
+    async def send(self, message: Message) -> None:
+        """Queue ``message`` (``str``: text frame, ``bytes``: binary frame); it is
+        written in order as soon as a connection is up. While connecting or
+        reconnecting it waits in the outbox; when the outbox is full, ``send()``
+        waits, raises or drops the oldest, as ``overflow`` says.
+
+        Raises:
+            SocketClosedError: the socket is not open (no URL, closed, or gave up).
+            OutboxFullError: the outbox is full and ``overflow="raise"``.
+            TypeError: ``message`` is neither str nor bytes.
+
+        Example:
+            >>> async def chat(sock):  # doctest: +SKIP
+            ...     await sock.send("hello")
+            ...     await sock.send(b"\\x00\\x01")
+        """
+        message = self._check_message(message)
+        while not self._try_put(message, may_wait=self._overflow == "wait"):
+            await self._outbox.wait_changed()
+        await trio.lowlevel.checkpoint()
+
+    def send_nowait(self, message: Message) -> None:
+        """Like ``send()``, but raise ``OutboxFullError`` instead of waiting.
+
+        Example:
+            >>> async def fire_and_forget(sock):  # doctest: +SKIP
+            ...     sock.send_nowait("ping")
+        """
+        self._try_put(self._check_message(message), may_wait=False)
+
+    async def wait_connected(self) -> None:
+        """Wait until status is CONNECTED.
+
+        Raises:
+            SocketClosedError: the socket closed or gave up first.
+
+        Example:
+            >>> async def ready(sock):  # doctest: +SKIP
+            ...     with trio.fail_after(10):
+            ...         await sock.wait_connected()
+        """
+        while self.status is not Status.CONNECTED:
+            if self._run is None:
+                raise SocketClosedError("the socket is closed")
+            await self._status_changed.park()
+        await trio.lowlevel.checkpoint()
+
+    def statistics(self) -> SocketStatistics:
+        """A frozen snapshot of the socket's state and counters.
+
+        Example:
+            >>> ClientSocket().statistics().attempts
+            0
+        """
+        c = self._counters
+        session = self._session
+        bytes_in, bytes_out = c.bytes_received, c.bytes_sent
+        if session is not None:
+            bytes_in += session.stream.bytes_in
+            bytes_out += session.stream.bytes_out
+        return SocketStatistics(
+            state=self._machine.state,
+            status=self.status,
+            attempts=c.attempts,
+            reconnects=c.reconnects,
+            consecutive_failures=c.failures,
+            messages_sent=c.sent,
+            messages_received=c.received,
+            messages_dropped=c.dropped,
+            bytes_sent=bytes_out,
+            bytes_received=bytes_in,
+            outbox_depth=len(self._outbox),
+            last_error=c.last_error,
+            last_rtt=c.last_rtt,
+        )
+
+    def __repr__(self) -> str:
+        return f"<ClientSocket {self.status.value} {self.url or ''}>".replace(" >", ">")
+
+    # -- sending -------------------------------------------------------------
+
+    @staticmethod
+    def _check_message(message: object) -> Message:
+        if isinstance(message, str | bytes):
+            return message
+        if isinstance(message, bytearray | memoryview):
+            return bytes(message)
+        raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+
+    def _try_put(self, message: Message, *, may_wait: bool) -> bool:
+        if self._run is None:
+            raise SocketClosedError("the socket is closed: call open() first")
+        outbox = self._outbox
+        if not outbox.full:
+            outbox.append(message)
+            return True
+        if self._overflow == "drop-oldest":
+            dropped = outbox.popleft()
+            outbox.append(message)
+            self._report_nowait((dropped,), "dropped")
+            return True
+        if may_wait:
+            return False
+        raise OutboxFullError(f"outbox is full ({outbox.capacity} messages)")
+
+    # -- events --------------------------------------------------------------
+
+    def _set(self, trigger: Trigger) -> None:
+        before = self._machine.status
+        self._machine.fire(trigger)
+        if self._machine.status is not before:
+            log.info("status %s", self._machine.status.value)
+        self._status_changed.unpark_all()
+
+    async def _emit(self, event: Event) -> None:
+        # If the application closed events(), it asked not to hear more.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._events_send.send(event)
+
+    def _emit_nowait(self, event: Event) -> None:
+        try:
+            self._events_send.send_nowait(event)
+        except trio.WouldBlock:
+            log.warning("event buffer full, %r not delivered", event)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def _report_nowait(self, messages: tuple[Message, ...], reason: str) -> None:
+        if messages:
+            self._counters.dropped += len(messages)
+            log.warning("%d message(s) undelivered: %s", len(messages), reason)
+            self._emit_nowait(Undelivered(messages=messages, reason=reason))
+
+    # -- stopping ------------------------------------------------------------
+
+    async def _stop(self) -> tuple[Message, ...]:
+        """End the current run (if any): flush, close 1000, wait for its task."""
+        run = self._run
+        if run is None:
+            return ()
+        self._run = None  # send() raises from here on
+        run.deadline = trio.current_time() + self._close_timeout
+        run.close_requested.set()
+        if self._machine.state is not State.CONNECTED:
+            run.scope.cancel()  # connecting or waiting: nothing to close cleanly
+        with trio.move_on_at(run.deadline):
+            await run.done.wait()
+        run.scope.cancel()
+        await run.done.wait()
+        unsent = self._outbox.drain()
+        self._report_nowait(unsent, "closed")
+        self._emit_nowait(Closed(url=run.current_url))
+        return unsent
+
+    # -- the run: connect, serve, retry -------------------------------------
+
+    async def _run_task(self, run: _Run, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            with run.scope:
+                task_status.started()
+                await self._connect_loop(run)
+        finally:
+            self._settle()
+            if self._run is run:
+                self._run = None
+            run.done.set()
+
+    def _settle(self) -> None:
+        """Bring the state machine back to IDLE after a run ends, however it ended."""
+        state = self._machine.state
+        if state is State.CONNECTED:
+            self._set(Trigger.CLOSE)
+            state = State.CLOSING
+        if state is State.CLOSING:
+            self._set(Trigger.CLOSED)
+        elif state is not State.IDLE:
+            self._set(Trigger.CLOSE)
+
+    async def _connect_loop(self, run: _Run) -> None:
+        counters = self._counters
+        counters.failures = 0
+        connected_before = False
+        while True:
+            counters.attempts += 1
+            try:
+                await self._attempt(run, reconnect=connected_before)
+            except Exception as exc:  # classified below; Cancelled is not an Exception
+                error: Exception = exc
+            else:
+                return  # closed on request
+            finally:
+                session = self._session
+                if session is not None:
+                    connected_before = True
+                    counters.bytes_received += session.stream.bytes_in
+                    counters.bytes_sent += session.stream.bytes_out
+                    self._session = None
+            if run.close_requested.is_set() or not await self._after_failure(run, error):
+                return
+
+    async def _after_failure(self, run: _Run, error: Exception) -> bool:
+        """Report ``error``; wait out the backoff and return True to retry, or
+        give up (the socket is closed before the event says so) and return False."""
+        counters = self._counters
+        counters.failures += 1
+        counters.last_error = error
+        backoff = self._reconnect
+        log.warning("connection to %s failed: %s", run.current_url, error)
+        if (
+            backoff is None
+            or not self._classify(error)
+            or backoff.gives_up_after(counters.failures)
+        ):
+            self._set(Trigger.GIVE_UP)
+            self._run = None
+            unsent = self._outbox.drain()
+            await self._emit(ConnectionFailed(error=error, retry_in=None))
+            if unsent:
+                counters.dropped += len(unsent)
+                await self._emit(Undelivered(messages=unsent, reason="gave up"))
+            return False
+        delay = backoff.delay(counters.failures)
+        was_connected = self._machine.state is State.CONNECTED
+        self._set(Trigger.LOST if was_connected else Trigger.ATTEMPT_FAILED)
+        await self._emit(ConnectionFailed(error=error, retry_in=delay))
+        await trio.sleep(delay)
+        self._set(Trigger.RETRY)
+        return True
+
+    async def _attempt(self, run: _Run, *, reconnect: bool) -> _Session:
+        """One attempt: connect, then serve the connection until it ends.
+
+        Returns the session when it was closed on request; raises the failure
+        otherwise."""
+        target, headers = await self._prepare(run)
+        stream: ObservedStream | None = None
+        session: _Session | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                with trio.move_on_after(self._connect_timeout) as handshake:
+                    stream = ObservedStream(await self._open_stream(target.url))
+                    ws = await self._handshake(nursery, stream, target, headers, handshake)
+                if ws is None:
+                    if stream is not None and stream.broken:
+                        raise _handshake_failure(stream)
+                    raise ConnectTimeout(self._connect_timeout)
+                assert stream is not None
+                session = _Session(
+                    ws=ws,
+                    stream=stream,
+                    scope=nursery.cancel_scope,
+                    connected_at=trio.current_time(),
+                )
+                await self._serve(run, session, reconnect=reconnect)
+                nursery.cancel_scope.cancel()  # stop trio-websocket's reader too
+        except BaseExceptionGroup as group:
+            error = _single_failure(group)
+            if error is group:
+                raise
+            raise error from None
+        finally:
+            if stream is not None:
+                await trio.aclose_forcefully(stream.inner)
+            if session is not None:
+                self._finish_inflight(session)
+        assert session is not None
+        if session.failure is not None:
+            if trio.current_time() - session.connected_at >= self._min_uptime():
+                self._counters.failures = 0
+            raise session.failure
+        return session
+
+    def _min_uptime(self) -> float:
+        return self._reconnect.min_uptime if self._reconnect is not None else 0.0
+
+    async def _prepare(self, run: _Run) -> tuple[Target, list[tuple[bytes, bytes]]]:
+        try:
+            url = await _resolve(run.url)
+            headers = await _resolve(self._headers)
+            pairs = _header_pairs(headers)
+        except Exception as exc:
+            raise AttemptError(f"url or headers callable failed: {exc!r}") from exc
+        run.current_url = url if isinstance(url, str) else repr(url)
+        target = parse_url(url)
+        auth = target.basic_auth()
+        if auth is not None and not any(k.lower() == b"authorization" for k, _ in pairs):
+            pairs.append(auth)
+        return target, pairs
+
+    async def _handshake(
+        self,
+        nursery: trio.Nursery,
+        stream: ObservedStream,
+        target: Target,
+        headers: list[tuple[bytes, bytes]],
+        handshake: trio.CancelScope,
+    ) -> trio_websocket.WebSocketConnection:
+        # trio-websocket waits for a handshake that a closed or garbled stream
+        # will never finish: end the wait as soon as the stream breaks.
+        async def cancel_when_broken() -> None:
+            await stream.wait_broken()
+            handshake.cancel()
+
+        watch = trio.CancelScope()
+        nursery.start_soon(_in_scope, watch, cancel_when_broken)
+        try:
+            return await trio_websocket.wrap_client_stream(
+                nursery,
+                stream,  # type: ignore[arg-type]  # any trio Stream works
+                target.host_header,
+                target.resource,
+                extra_headers=headers,
+                message_queue_size=1,
+                max_message_size=self._max_message_size,
+                receive_buffer_size=65536,
+            )
+        finally:
+            watch.cancel()
+
+    async def _serve(self, run: _Run, session: _Session, *, reconnect: bool) -> None:
+        self._session = session
+        if reconnect:
+            self._counters.reconnects += 1
+        self._set(Trigger.HANDSHAKE_OK)
+        log.info("connected to %s", run.current_url)
+        await self._emit(Connected(url=run.current_url or ""))
+        async with trio.open_nursery() as tasks:
+            session.scope = tasks.cancel_scope
+            tasks.start_soon(self._reader, session)
+            tasks.start_soon(self._writer, session)
+            tasks.start_soon(self._closer, run, session)
+            if self._ping_interval is not None and self._ping_timeout is not None:
+                tasks.start_soon(self._keepalive, session, self._ping_interval, self._ping_timeout)
+
+    async def _reader(self, session: _Session) -> None:
+        ws = session.ws
+        send = self._events_send
+        counters = self._counters
+        while True:
+            try:
+                message = await ws.get_message()
+            except trio_websocket.ConnectionClosed as exc:
+                session.fail(_lost(exc.reason, session))
+                return
+            counters.received += 1
+            event = MessageReceived(message)
+            try:
+                send.send_nowait(event)
+            except trio.WouldBlock:
+                session.reader_blocked = True
+                session.stalls += 1
+                try:
+                    await self._emit(event)
+                finally:
+                    session.reader_blocked = False
+                    session.unblocked.set()
+                    session.unblocked = trio.Event()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def _writer(self, session: _Session) -> None:
+        ws = session.ws
+        outbox = self._outbox
+        while True:
+            message = await outbox.peek()
+            if ws.closed is not None:
+                return  # not written: stays first in the outbox
+            session.inflight = True
+            try:
+                await ws.send_message(message)
+            except trio_websocket.ConnectionClosed:
+                return  # the reader reports the loss; the message is in flight
+            session.inflight = False
+            outbox.popleft()
+            self._counters.sent += 1
+
+    def _finish_inflight(self, session: _Session) -> None:
+        if session.inflight and self._outbox.items:
+            session.inflight = False
+            self._report_nowait((self._outbox.popleft(),), "in flight")
+
+    async def _closer(self, run: _Run, session: _Session) -> None:
+        await run.close_requested.wait()
+        session.closing = True
+        self._set(Trigger.CLOSE)
+        with trio.move_on_at(run.deadline):
+            await self._outbox.wait_empty()
+        with trio.move_on_at(run.deadline):
+            await session.ws.aclose(1000)
+        session.scope.cancel()
+
+    async def _keepalive(self, session: _Session, interval: float, patience: float) -> None:
+        ws = session.ws
+        stream = session.stream
+        while True:
+            await trio.sleep(interval)
+            while True:
+                stalls, bytes_in = session.stalls, stream.bytes_in
+                sent_at = trio.current_time()
+                with trio.move_on_after(patience) as wait:
+                    try:
+                        await ws.ping()
+                    except trio_websocket.ConnectionClosed:
+                        return  # the reader reports it
+                if not wait.cancelled_caught:
+                    self._counters.last_rtt = trio.current_time() - sent_at
+                    break
+                if session.reader_blocked or session.stalls != stalls:
+                    # The application is not reading events(): trio-websocket
+                    # stopped reading the socket, so the pong is waiting there.
+                    # That is local backpressure, not a dead peer.
+                    if session.reader_blocked:
+                        await session.unblocked.wait()
+                    continue
+                if stream.bytes_in != bytes_in:
+                    continue  # the peer sent something: it is alive
+                session.fail(KeepaliveTimeout(patience))
+                return
+
+
+async def _in_scope(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
+    with scope:
+        await fn()
+
+
+def _handshake_failure(stream: ObservedStream) -> TransportError:
+    status = stream.http_status()
+    if status is not None and status != 101:
+        return HandshakeRejected(status)
+    if stream.bytes_in and status is None:
+        return TransportError("the server's answer is not an HTTP response")
+    return ConnectionLost(1006, "connection closed during the handshake")
+
+
+def _lost(reason: trio_websocket.CloseReason | None, session: _Session) -> ConnectionLost:
+    if reason is None or reason.code == 1006:
+        return ConnectionLost(1006, "connection dropped without a close frame")
+    if reason.code == 1009 and (reason.reason or "").startswith(_TOO_BIG):
+        return ConnectionLost(1009, "a message exceeded max_message_size")
+    return ConnectionLost(reason.code, reason.reason, by_server=True)
+
+
+def _single_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one failure a connection nursery raised, as the error to report.
+
+    Cancellation and anything that is not an Exception propagate untouched."""
+    errors, rest = group.split(Exception)
+    if rest is not None or errors is None:
+        return group
+    leaves = _leaves(errors)
+    if len(leaves) != 1:
+        return TransportError(f"connection failed: {leaves!r}")
+    (error,) = leaves
+    if isinstance(error, trio_websocket.ConnectionRejected):
+        return HandshakeRejected(error.status_code, error.body or b"")
+    return error
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        else:
+            out.append(exc)
+    return out
+

@@ -1,0 +1,85 @@
+"""Validation and parsing of ws:// and wss:// URLs (pure, no I/O)."""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+
+import attrs
+
+from ._errors import InvalidURLError
+
+__all__ = ["Target", "parse_url"]
+
+_DEFAULT_PORTS = {"ws": 80, "wss": 443}
+
+
+@attrs.frozen
+class Target:
+    """A validated WebSocket URL, split into what a connection needs."""
+
+    url: str
+    secure: bool
+    host: str
+    port: int
+    resource: str
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+
+    @property
+    def host_header(self) -> str:
+        """The value of the ``Host`` header: the port only when not the default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == _DEFAULT_PORTS["wss" if self.secure else "ws"]:
+            return host
+        return f"{host}:{self.port}"
+
+    def basic_auth(self) -> tuple[bytes, bytes] | None:
+        """The ``Authorization: Basic`` header for credentials given in the URL."""
+        if self.username is None:
+            return None
+        token = f"{self.username}:{self.password or ''}".encode()
+        return b"Authorization", b"Basic " + base64.b64encode(token)
+
+
+def parse_url(url: object) -> Target:
+    """Validate ``url`` and split it; raise InvalidURLError with the reason.
+
+    Example:
+        >>> t = parse_url("ws://example.com:8080/app/gxwebsocket?abc")
+        >>> (t.host, t.port, t.resource, t.secure)
+        ('example.com', 8080, '/app/gxwebsocket?abc', False)
+    """
+    if not isinstance(url, str):
+        raise InvalidURLError(f"URL must be a str, not {type(url).__name__}")
+    if not url or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise InvalidURLError(f"URL {url!r} is empty or contains spaces or control characters")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURLError(f"malformed URL {url!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise InvalidURLError(
+            f"URL {url!r} must start with ws:// or wss:// (for a GeneXus base "
+            "URL such as http://host/app/, build the endpoint first)"
+        )
+    if not parts.hostname:
+        raise InvalidURLError(f"URL {url!r} has no host")
+    if parts.fragment or url.endswith("#"):
+        raise InvalidURLError(f"URL {url!r} has a #fragment, which WebSocket URLs may not have")
+    if port == 0:
+        raise InvalidURLError(f"URL {url!r} has port 0")
+    resource = parts.path or "/"
+    if parts.query:
+        resource += "?" + parts.query
+    return Target(
+        url=url,
+        secure=scheme == "wss",
+        host=parts.hostname,
+        port=port if port is not None else _DEFAULT_PORTS[scheme],
+        resource=resource,
+        username=urllib.parse.unquote(parts.username) if parts.username is not None else None,
+        password=urllib.parse.unquote(parts.password) if parts.password is not None else None,
+    )

@@ -137,7 +137,11 @@ class _Session:
     unblocked: trio.Event = attrs.field(factory=trio.Event)
 
     def fail(self, error: Exception) -> None:
-        if self.failure is None and not self.closing:
+        """End the session with ``error``, unless it is closing on request (then
+        the closer ends it, within the close deadline)."""
+        if self.closing:
+            return
+        if self.failure is None:
             self.failure = error
         self.scope.cancel()
 

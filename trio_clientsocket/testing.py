@@ -1,0 +1,449 @@
+"""Test your application's socket code in milliseconds: an in-memory WebSocket
+server that speaks the GeneXus notification protocol, with fault injection.
+
+Wire a ``ClientSocket`` to it with its ``open_stream`` option, no network and
+no monkeypatching, and run the test on trio's ``MockClock`` (pytest-trio's
+``autojump_clock`` fixture): backoff waits, keepalive timeouts and outages of
+minutes take no wall time.
+
+Example:
+    >>> async def test_echo(autojump_clock):  # doctest: +SKIP
+    ...     async with open_mock_server(echo=True) as server:
+    ...         async with ClientSocket("ws://app/gxwebsocket?me",
+    ...                                 open_stream=server.open_stream) as sock:
+    ...             await sock.send("hi")
+    ...             ...
+
+The same server also listens on a real TCP port with ``await
+server.listen_tcp()``, with the same fault controls.
+"""
+
+from __future__ import annotations
+
+import errno
+import urllib.parse
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+
+import attrs
+import trio
+import trio.testing
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import ProtocolError
+
+from ._events import Message
+from ._genexus import NotificationInfo
+
+__all__ = [
+    "MockServer",
+    "ServerConnection",
+    "open_mock_server",
+]
+
+Handler = Callable[["MockServer", "ServerConnection", NotificationInfo], Awaitable[None]]
+"""A GeneXus RECEIVED_HANDLER: ``async def received(server, connection, info)``."""
+
+
+@attrs.define(eq=False)
+class ServerConnection:
+    """One client connection as the server saw it: recorded for assertions."""
+
+    path: str
+    """The request target, e.g. ``/app/gxwebsocket?abc``."""
+    client_id: str | None
+    """The GeneXus client id: the raw query string (None when there is none)."""
+    headers: dict[str, str]
+    """The handshake request headers, names in lower case."""
+    opened_at: float
+    """``trio.current_time()`` when the handshake completed."""
+    received: list[Message] = attrs.field(factory=list)
+    """Every message the client sent on this connection, in order."""
+    pings: int = 0
+    """Pings received from the client."""
+    close_code: int | None = None
+    """The close code the client sent; None while open or if it never sent one."""
+    closed_at: float | None = None
+    """``trio.current_time()`` when the connection ended."""
+    _stream: trio.abc.Stream | None = attrs.field(default=None, repr=False)
+    _ws: WSConnection | None = attrs.field(default=None, repr=False)
+    _lock: trio.Lock = attrs.field(factory=trio.Lock, repr=False)
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+    async def send(self, message: Message) -> None:
+        """Send one message to this client (ignored if it is gone)."""
+        if isinstance(message, str):
+            await self._write(TextMessage(data=message))
+        else:
+            await self._write(BytesMessage(data=message))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close this connection with a close frame."""
+        await self._write(CloseConnection(code=code, reason=reason))
+
+    async def drop(self) -> None:
+        """End this connection abruptly: no close frame, just the stream closed."""
+        if self._stream is not None:
+            await trio.aclose_forcefully(self._stream)
+
+    async def _write(self, event: TextMessage | BytesMessage | CloseConnection) -> None:
+        ws, stream = self._ws, self._stream
+        if ws is None or stream is None or ws.state is not ConnectionState.OPEN:
+            return
+        async with self._lock:
+            with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(ws.send(event))
+
+
+@attrs.define(eq=False)
+class _Fault:
+    kind: str
+    count: int
+    status: int = 0
+    code: int = 1000
+    reason: str = ""
+    delay: float = 0.0
+
+
+class MockServer:
+    """A scriptable WebSocket server for tests. Create it with ``open_mock_server``.
+
+    Behaviour: every message a client sends is recorded (``received``,
+    ``connections[i].received``); with ``echo=True`` it is sent back unchanged;
+    with a ``received`` handler it is wrapped as a GeneXus ``NotificationInfo``
+    whose ``Message`` is the text and passed to it, as a GeneXus server does.
+
+    Faults (each applies to the next connection attempts, in the order given):
+    ``refuse(n)``, ``reject(status, n)``, ``accept_then_close(code, n)``,
+    ``delay_handshake(seconds, n)``; and on live connections: ``close_all``,
+    ``drop_all``, ``stall``/``resume``; and ``stop``/``start`` (a restart).
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        echo: bool = False,
+        received: Handler | None = None,
+    ) -> None:
+        self._nursery = nursery
+        self.echo = echo
+        self.received_handler = received
+        self.connections: list[ServerConnection] = []
+        """Every connection that completed the handshake, in order."""
+        self.attempts = 0
+        """Connection attempts seen (refused ones included)."""
+        self.rejected: list[int] = []
+        """HTTP statuses sent to rejected handshakes."""
+        self.up = True
+        self._faults: deque[_Fault] = deque()
+        self._stalled = False
+        self._resumed = trio.Event()
+        self._listeners: list[trio.SocketListener] = []
+        self._tcp_scope: trio.CancelScope | None = None
+        self._tcp_port: int | None = None
+        self._tcp_host = "127.0.0.1"
+        self._changed = trio.lowlevel.ParkingLot()
+
+    # -- what was recorded ---------------------------------------------------
+
+    @property
+    def received(self) -> list[Message]:
+        """Every message received from any client, in arrival order per connection,
+        connections in the order they were opened."""
+        return [m for c in self.connections for m in c.received]
+
+    @property
+    def open_connections(self) -> list[ServerConnection]:
+        return [c for c in self.connections if c.is_open]
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds (re-checked whenever the server changes).
+
+        Example:
+            >>> async def two_messages(server):  # doctest: +SKIP
+            ...     await server.wait_for(lambda: len(server.received) >= 2)
+        """
+        while not predicate():
+            await self._changed.park()
+
+    async def wait_connections(self, count: int) -> ServerConnection:
+        """Wait until ``count`` connections have been accepted; return the last."""
+        await self.wait_for(lambda: len(self.connections) >= count)
+        return self.connections[count - 1]
+
+    # -- faults ----------------------------------------------------------------
+
+    def refuse(self, count: int = 1) -> None:
+        """Refuse the next ``count`` connections (ECONNREFUSED)."""
+        self._faults.append(_Fault("refuse", count))
+
+    def reject(self, status: int, count: int = 1) -> None:
+        """Answer the next ``count`` handshakes with HTTP ``status``."""
+        self._faults.append(_Fault("reject", count, status=status))
+
+    def accept_then_close(self, code: int = 1000, count: int = 1, reason: str = "") -> None:
+        """Complete the next ``count`` handshakes, then close at once with ``code``."""
+        self._faults.append(_Fault("accept_then_close", count, code=code, reason=reason))
+
+    def delay_handshake(self, seconds: float, count: int = 1) -> None:
+        """Wait ``seconds`` before answering the next ``count`` handshakes."""
+        self._faults.append(_Fault("delay", count, delay=seconds))
+
+    def stall(self) -> None:
+        """Stop reading from every connection: no messages, no pongs, no close
+        replies (a frozen process), until ``resume()``."""
+        self._stalled = True
+
+    def resume(self) -> None:
+        self._stalled = False
+        self._resumed.set()
+        self._resumed = trio.Event()
+
+    async def close_all(self, code: int = 1001, reason: str = "") -> None:
+        """Close every open connection with a close frame."""
+        for connection in self.open_connections:
+            await connection.close(code, reason)
+
+    async def drop_all(self) -> None:
+        """Drop every open connection abruptly (no close frame)."""
+        for connection in self.open_connections:
+            await connection.drop()
+
+    async def stop(self) -> None:
+        """Go down: drop every connection, refuse new ones (and stop listening on TCP)."""
+        self.up = False
+        if self._tcp_scope is not None:
+            self._tcp_scope.cancel()
+            self._tcp_scope = None
+        await self.drop_all()
+
+    async def start(self) -> None:
+        """Come back up (on the same TCP port, if listening)."""
+        self.up = True
+        if self._tcp_port is not None:
+            await self.listen_tcp(self._tcp_host, self._tcp_port)
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    # -- sending ---------------------------------------------------------------
+
+    async def broadcast(self, message: Message | NotificationInfo) -> None:
+        """Send to every open connection (a NotificationInfo as its JSON)."""
+        text = message.to_json() if isinstance(message, NotificationInfo) else message
+        for connection in self.open_connections:
+            await connection.send(text)
+
+    async def notify(self, client_id: str, message: Message | NotificationInfo) -> int:
+        """Send to every open connection of ``client_id``; return how many got it
+        (GeneXus: one client id may hold several sockets)."""
+        text = message.to_json() if isinstance(message, NotificationInfo) else message
+        targets = [c for c in self.open_connections if c.client_id == client_id]
+        for connection in targets:
+            await connection.send(text)
+        return len(targets)
+
+    # -- transports ------------------------------------------------------------
+
+    async def open_stream(self, url: str) -> trio.abc.Stream:
+        """The ``open_stream`` option of ``ClientSocket``: connect in memory.
+
+        Example:
+            >>> ClientSocket(url, open_stream=server.open_stream)  # doctest: +SKIP
+        """
+        self.attempts += 1
+        fault = self._take_fault("refuse")
+        if not self.up or fault is not None:
+            raise OSError(errno.ECONNREFUSED, f"connection refused by the mock server ({url})")
+        client, server = trio.testing.memory_stream_pair()
+        self._nursery.start_soon(self._serve_stream, server)
+        await trio.lowlevel.checkpoint()
+        return client
+
+    async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Also listen on a real TCP port (127.0.0.1 by default); return the port."""
+        self._tcp_host = host
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self._tcp_port = listeners[0].socket.getsockname()[1]
+        self._tcp_scope = trio.CancelScope()
+        await self._nursery.start(self._serve_tcp, listeners, self._tcp_scope)
+        return self._tcp_port
+
+    async def _serve_tcp(
+        self,
+        listeners: list[trio.SocketListener],
+        scope: trio.CancelScope,
+        *,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        with scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    task_status.started()
+                    for listener in listeners:
+                        nursery.start_soon(self._accept_loop, listener)
+            finally:
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
+
+    async def _accept_loop(self, listener: trio.SocketListener) -> None:
+        while True:
+            stream = await listener.accept()
+            self.attempts += 1
+            if self._take_fault("refuse") is not None:
+                await trio.aclose_forcefully(stream)  # closest TCP gets to a refusal here
+                continue
+            self._nursery.start_soon(self._serve_stream, stream)
+
+    # -- the protocol ----------------------------------------------------------
+
+    def _take_fault(self, *kinds: str) -> _Fault | None:
+        if self._faults and self._faults[0].kind in kinds:
+            fault = self._faults[0]
+            fault.count -= 1
+            if fault.count <= 0:
+                self._faults.popleft()
+            return fault
+        return None
+
+    async def _receive(self, stream: trio.abc.Stream) -> bytes:
+        data = bytes(await stream.receive_some(65536))
+        while self._stalled:  # frozen: what arrived is not looked at until resume()
+            await self._resumed.wait()
+        return data
+
+    async def _serve_stream(self, stream: trio.abc.Stream) -> None:
+        try:
+            await self._serve_websocket(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+            self._changed.unpark_all()
+
+    async def _serve_websocket(self, stream: trio.abc.Stream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        request: Request | None = None
+        while request is None:
+            data = await self._receive(stream)
+            if not data:
+                return
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, Request):
+                    request = event
+        fault = self._take_fault("delay")
+        if fault is not None:
+            await trio.sleep(fault.delay)
+        fault = self._take_fault("reject")
+        if fault is not None:
+            self.rejected.append(fault.status)
+            await stream.send_all(
+                ws.send(RejectConnection(status_code=fault.status, has_body=False))
+            )
+            return
+        await stream.send_all(ws.send(AcceptConnection()))
+        path = request.target
+        query = urllib.parse.urlsplit(path).query
+        connection = ServerConnection(
+            path=path,
+            client_id=query or None,
+            headers={k.decode().lower(): v.decode() for k, v in request.extra_headers},
+            opened_at=trio.current_time(),
+            stream=stream,
+            ws=ws,
+        )
+        self.connections.append(connection)
+        self._changed.unpark_all()
+        try:
+            fault = self._take_fault("accept_then_close")
+            if fault is not None:
+                await connection.close(fault.code, fault.reason)
+            await self._serve_messages(stream, ws, connection)
+        finally:
+            connection.closed_at = trio.current_time()
+
+    async def _serve_messages(
+        self, stream: trio.abc.Stream, ws: WSConnection, connection: ServerConnection
+    ) -> None:
+        text: list[str] = []
+        binary: list[bytes] = []
+        while True:
+            data = await self._receive(stream)
+            if not data:
+                return
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, TextMessage):
+                    text.append(event.data)
+                    if event.message_finished:
+                        await self._on_message(connection, "".join(text))
+                        text = []
+                elif isinstance(event, BytesMessage):
+                    binary.append(bytes(event.data))
+                    if event.message_finished:
+                        await self._on_message(connection, b"".join(binary))
+                        binary = []
+                elif isinstance(event, Ping):
+                    connection.pings += 1
+                    async with connection._lock:
+                        await stream.send_all(ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    connection.close_code = event.code
+                    if ws.state is ConnectionState.REMOTE_CLOSING:
+                        async with connection._lock:
+                            await stream.send_all(ws.send(event.response()))
+                    return
+            self._changed.unpark_all()
+
+    async def _on_message(self, connection: ServerConnection, message: Message) -> None:
+        connection.received.append(message)
+        self._changed.unpark_all()
+        if self.echo:
+            await connection.send(message)
+        if self.received_handler is not None and isinstance(message, str):
+            info = NotificationInfo(message=message)
+            await self.received_handler(self, connection, info)
+
+
+@asynccontextmanager
+async def open_mock_server(
+    *, echo: bool = False, received: Handler | None = None
+) -> AsyncIterator[MockServer]:
+    """Run a ``MockServer`` for the duration of the block.
+
+    Example:
+        >>> async def test_it(autojump_clock):  # doctest: +SKIP
+        ...     async with open_mock_server(echo=True) as server:
+        ...         server.refuse(2)
+        ...         async with ClientSocket("ws://app/gxwebsocket?id1",
+        ...                                 open_stream=server.open_stream) as sock:
+        ...             await sock.wait_connected()
+        ...         assert server.attempts == 3
+    """
+    failure: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        server = MockServer(nursery, echo=echo, received=received)
+        try:
+            yield server
+        except BaseException as exc:  # re-raised below, outside the nursery, ungrouped
+            failure = exc
+        finally:
+            nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure

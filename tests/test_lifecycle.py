@@ -24,6 +24,7 @@ from trio_clientsocket import (
     Status,
     Undelivered,
 )
+from trio_clientsocket._socket import UrlSource
 from trio_clientsocket.testing import MockServer, open_mock_server
 
 from .conftest import EXACT, URL
@@ -38,7 +39,7 @@ async def next_event(sock: ClientSocket, kind: type[E]) -> E:
     return event
 
 
-def socket(server: MockServer, url: str | None = URL, **options: object) -> ClientSocket:
+def socket(server: MockServer, url: UrlSource | None = URL, **options: object) -> ClientSocket:
     options.setdefault("reconnect", EXACT)
     return ClientSocket(url, open_stream=server.open_stream, **options)  # type: ignore[arg-type]
 
@@ -62,7 +63,9 @@ async def test_connect_event_status_order(server: MockServer, autojump_clock: ob
 
 async def test_echo_text_and_binary_in_order(server: MockServer, autojump_clock: object) -> None:
     async with socket(server) as sock:
-        messages: list[str | bytes] = [f"m{i}" if i % 3 else bytes([i % 256]) * 3 for i in range(300)]
+        messages: list[str | bytes] = [
+            f"m{i}" if i % 3 else bytes([i % 256]) * 3 for i in range(300)
+        ]
         for message in messages:
             await sock.send(message)
         await next_event(sock, Connected)
@@ -269,20 +272,19 @@ async def test_events_buffered_before_iteration_and_resumable(
 
 
 async def test_full_event_buffer_applies_backpressure(autojump_clock: object) -> None:
-    async with open_mock_server() as server:
-        async with socket(server, event_buffer=4) as sock:
-            connection = await server.wait_connections(1)
-            for i in range(50):
-                await connection.send(str(i))
-            await trio.testing.wait_all_tasks_blocked()
-            # 4 buffered events at most; the rest waits in the transport
-            assert sock.statistics().messages_received <= 4 + 2
-            got = []
-            async for event in sock.events():
-                if isinstance(event, MessageReceived):
-                    got.append(event.message)
-                    if len(got) == 50:
-                        break
+    async with open_mock_server() as server, socket(server, event_buffer=4) as sock:
+        connection = await server.wait_connections(1)
+        for i in range(50):
+            await connection.send(str(i))
+        await trio.testing.wait_all_tasks_blocked()
+        # 4 buffered events at most; the rest waits in the transport
+        assert sock.statistics().messages_received <= 4 + 2
+        got = []
+        async for event in sock.events():
+            if isinstance(event, MessageReceived):
+                got.append(event.message)
+                if len(got) == 50:
+                    break
     assert got == [str(i) for i in range(50)]
 
 
@@ -392,10 +394,13 @@ async def test_cancel_from_outside_with_frozen_peer_is_bounded(
 async def test_user_exception_propagates_ungrouped(
     server: MockServer, autojump_clock: object
 ) -> None:
-    with pytest.raises(KeyError):
+    async def fail_inside() -> None:
         async with socket(server) as sock:
             await sock.wait_connected()
             raise KeyError("mine")
+
+    with pytest.raises(KeyError):
+        await fail_inside()
     assert server.connections[0].close_code == 1000
 
 

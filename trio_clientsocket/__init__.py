@@ -23,6 +23,7 @@ from ._errors import HandshakeRejected as HandshakeRejected
 from ._errors import InvalidURLError as InvalidURLError
 from ._errors import KeepaliveTimeout as KeepaliveTimeout
 from ._errors import OutboxFullError as OutboxFullError
+from ._errors import ProtocolError as ProtocolError
 from ._errors import SocketClosedError as SocketClosedError
 from ._errors import TransportError as TransportError
 from ._events import Closed as Closed
@@ -59,6 +60,7 @@ __all__ = [
     "MessageReceived",
     "NotificationInfo",
     "OutboxFullError",
+    "ProtocolError",
     "SocketClosedError",
     "SocketStatistics",
     "State",

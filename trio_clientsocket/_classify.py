@@ -8,14 +8,7 @@ from collections.abc import Callable, Iterable
 import attrs
 import trio
 
-from ._errors import (
-    AttemptError,
-    ConnectionLost,
-    ConnectTimeout,
-    HandshakeRejected,
-    InvalidURLError,
-    KeepaliveTimeout,
-)
+from ._errors import ConnectionLost, HandshakeRejected, InvalidURLError, TransportError
 
 __all__ = ["Classifier", "Classify"]
 
@@ -39,6 +32,7 @@ class Classifier:
     ===============================================  =========
     connection refused/reset, DNS failure (OSError)  yes
     ConnectTimeout, KeepaliveTimeout                 yes
+    ProtocolError (garbage, invalid frames)          yes
     EOF or reset during TLS or the handshake         yes
     HTTP 5xx, 408, 429 in the handshake              yes
     connection lost, server close frame              yes
@@ -72,8 +66,8 @@ class Classifier:
             return error.status_code >= 500 or error.status_code in _TRANSIENT_HTTP
         if isinstance(error, ConnectionLost):
             return not (error.by_server and error.code in self.fatal_close_codes)
-        if isinstance(error, ConnectTimeout | KeepaliveTimeout | AttemptError):
-            return True
+        if isinstance(error, TransportError):
+            return True  # timeouts, dead peers, protocol errors, failing callables
         if isinstance(error, InvalidURLError):
             return False
         if isinstance(error, ssl.SSLError):

@@ -11,6 +11,7 @@
         ├── ConnectTimeout      TCP + TLS + handshake took longer than connect_timeout
         ├── KeepaliveTimeout    no pong (and no other frame) within ping_timeout
         ├── ConnectionLost      the server closed the connection, or it dropped
+        ├── ProtocolError       the server's bytes are not valid HTTP/WebSocket
         └── AttemptError        resolving the url or headers callable failed
 
 Transport errors that Python already names (``OSError`` for a refused
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidURLError",
     "KeepaliveTimeout",
     "OutboxFullError",
+    "ProtocolError",
     "SocketClosedError",
     "TransportError",
 ]
@@ -149,6 +151,16 @@ class ConnectionLost(TransportError):
         self.code = code
         self.reason = reason
         self.by_server = by_server
+
+
+class ProtocolError(TransportError):
+    """The server broke the protocol: an answer that is not HTTP, an invalid
+    handshake, or an invalid frame.
+
+    Example:
+        >>> str(ProtocolError("the server's answer is not an HTTP response"))
+        "the server's answer is not an HTTP response"
+    """
 
 
 class AttemptError(TransportError):

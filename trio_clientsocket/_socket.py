@@ -26,6 +26,7 @@ from ._errors import (
     InvalidURLError,
     KeepaliveTimeout,
     OutboxFullError,
+    ProtocolError,
     SocketClosedError,
     TransportError,
 )
@@ -56,6 +57,7 @@ Overflow: TypeAlias = Literal["wait", "raise", "drop-oldest"]
 
 _OVERFLOWS = ("wait", "raise", "drop-oldest")
 _TOO_BIG = "Exceeded maximum message size"
+_PROTOCOL_LIBRARIES = frozenset({"h11", "wsproto", "trio_websocket"})
 
 
 @attrs.frozen
@@ -711,6 +713,7 @@ class ClientSocket:
         target, headers = await self._prepare(run)
         stream: ObservedStream | None = None
         session: _Session | None = None
+        ws: trio_websocket.WebSocketConnection | None = None
         try:
             async with trio.open_nursery() as nursery:
                 with trio.move_on_after(self._connect_timeout) as handshake:
@@ -904,7 +907,7 @@ def _handshake_failure(stream: ObservedStream) -> TransportError:
     if status is not None and status != 101:
         return HandshakeRejected(status)
     if stream.bytes_in and status is None:
-        return TransportError("the server's answer is not an HTTP response")
+        return ProtocolError("the server's answer is not an HTTP response")
     return ConnectionLost(1006, "connection closed during the handshake")
 
 
@@ -929,6 +932,12 @@ def _single_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
     (error,) = leaves
     if isinstance(error, trio_websocket.ConnectionRejected):
         return HandshakeRejected(error.status_code, error.body or b"")
+    if type(error).__module__.partition(".")[0] in _PROTOCOL_LIBRARIES:
+        # trio-websocket lets wsproto's and h11's errors escape on some
+        # malformed answers (e.g. a non-HTTP reply to the handshake).
+        failure = ProtocolError(f"the server broke the WebSocket protocol: {error}")
+        failure.__cause__ = error
+        return failure
     return error
 
 

@@ -911,11 +911,20 @@ def _handshake_failure(stream: ObservedStream) -> TransportError:
     return ConnectionLost(1006, "connection closed during the handshake")
 
 
-def _lost(reason: trio_websocket.CloseReason | None, session: _Session) -> ConnectionLost:
+def _lost(reason: trio_websocket.CloseReason | None, session: _Session) -> TransportError:
+    if session.stream.closed_by_layer:
+        # trio-websocket closes the stream itself only after a protocol error
+        # (an invalid frame, invalid UTF-8 in a text message...).
+        detail = f" ({reason.code}: {reason.reason})" if reason and reason.reason else ""
+        return ProtocolError(f"the server sent an invalid frame or invalid UTF-8 text{detail}")
     if reason is None or reason.code == 1006:
         return ConnectionLost(1006, "connection dropped without a close frame")
     if reason.code == 1009 and (reason.reason or "").startswith(_TOO_BIG):
         return ConnectionLost(1009, "a message exceeded max_message_size")
+    if reason.code in (1002, 1007):
+        # wsproto reports an invalid frame or invalid UTF-8 from the server as
+        # a close with these codes, indistinguishable from the server's own.
+        return ProtocolError(f"protocol error, close code {reason.code}: {reason.reason}")
     return ConnectionLost(reason.code, reason.reason, by_server=True)
 
 

@@ -64,13 +64,14 @@ class ObservedStream(trio.abc.Stream):
     first bytes of the server's answer (to read an HTTP status that the
     WebSocket layer could not report)."""
 
-    __slots__ = ("_broken", "bytes_in", "bytes_out", "head", "inner")
+    __slots__ = ("_broken", "bytes_in", "bytes_out", "closed_by_layer", "head", "inner")
 
     def __init__(self, inner: trio.abc.Stream) -> None:
         self.inner = inner
         self.bytes_in = 0
         self.bytes_out = 0
         self.head = b""
+        self.closed_by_layer = False
         self._broken = trio.Event()
 
     @property
@@ -102,6 +103,9 @@ class ObservedStream(trio.abc.Stream):
         return data
 
     async def aclose(self) -> None:
+        # Only the WebSocket layer calls this (ClientSocket closes ``inner``):
+        # outside a requested close, it means the layer gave up on the peer.
+        self.closed_by_layer = True
         self._broken.set()
         await self.inner.aclose()
 

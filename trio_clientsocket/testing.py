@@ -21,6 +21,7 @@ server.listen_tcp()``, with the same fault controls.
 from __future__ import annotations
 
 import errno
+import ssl
 import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -90,6 +91,13 @@ class ServerConnection:
         else:
             await self._write(BytesMessage(data=message))
 
+    async def send_raw(self, data: bytes) -> None:
+        """Write ``data`` to the wire as it is: for malformed or partial frames."""
+        if self._stream is not None:
+            async with self._lock:
+                with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._stream.send_all(data)
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close this connection with a close frame."""
         await self._write(CloseConnection(code=code, reason=reason))
@@ -156,6 +164,7 @@ class MockServer:
         self._tcp_scope: trio.CancelScope | None = None
         self._tcp_port: int | None = None
         self._tcp_host = "127.0.0.1"
+        self._tcp_ssl: ssl.SSLContext | None = None
         self._changed = trio.lowlevel.ParkingLot()
 
     # -- what was recorded ---------------------------------------------------
@@ -235,7 +244,7 @@ class MockServer:
         """Come back up (on the same TCP port, if listening)."""
         self.up = True
         if self._tcp_port is not None:
-            await self.listen_tcp(self._tcp_host, self._tcp_port)
+            await self.listen_tcp(self._tcp_host, self._tcp_port, ssl_context=self._tcp_ssl)
 
     async def restart(self) -> None:
         await self.stop()
@@ -275,9 +284,13 @@ class MockServer:
         await trio.lowlevel.checkpoint()
         return client
 
-    async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Also listen on a real TCP port (127.0.0.1 by default); return the port."""
+    async def listen_tcp(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> int:
+        """Also listen on a real TCP port (127.0.0.1 by default); return the port.
+        With ``ssl_context`` (a server context) it speaks TLS: ``wss://``."""
         self._tcp_host = host
+        self._tcp_ssl = ssl_context
         listeners = await trio.open_tcp_listeners(port, host=host)
         self._tcp_port = listeners[0].socket.getsockname()[1]
         self._tcp_scope = trio.CancelScope()
@@ -303,11 +316,14 @@ class MockServer:
 
     async def _accept_loop(self, listener: trio.SocketListener) -> None:
         while True:
-            stream = await listener.accept()
+            tcp = await listener.accept()
             self.attempts += 1
             if self._take_fault("refuse") is not None:
-                await trio.aclose_forcefully(stream)  # closest TCP gets to a refusal here
+                await trio.aclose_forcefully(tcp)  # closest TCP gets to a refusal here
                 continue
+            stream: trio.abc.Stream = tcp
+            if self._tcp_ssl is not None:
+                stream = trio.SSLStream(tcp, self._tcp_ssl, server_side=True)
             self._nursery.start_soon(self._serve_stream, stream)
 
     # -- the protocol ----------------------------------------------------------
@@ -330,7 +346,7 @@ class MockServer:
     async def _serve_stream(self, stream: trio.abc.Stream) -> None:
         try:
             await self._serve_websocket(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError, ssl.SSLError):
             pass
         finally:
             await trio.aclose_forcefully(stream)

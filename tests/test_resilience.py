@@ -1,0 +1,223 @@
+"""Reconnect policy and bad input from the network (mock clock, in memory)."""
+
+from __future__ import annotations
+
+import random
+
+import trio
+
+from trio_clientsocket import (
+    Backoff,
+    Classifier,
+    ClientSocket,
+    ConnectionFailed,
+    ConnectionLost,
+    HandshakeRejected,
+    MessageReceived,
+    ProtocolError,
+    Status,
+)
+from trio_clientsocket.testing import MockServer
+
+from .test_lifecycle import next_event, next_event_skip, socket
+
+
+async def failures(sock: ClientSocket, count: int) -> list[tuple[float, float | None]]:
+    """The time and retry_in of the next ``count`` ConnectionFailed events."""
+    seen = []
+    for _ in range(count):
+        failed = await next_event_skip(sock, ConnectionFailed)
+        seen.append((trio.current_time(), failed.retry_in))
+    return seen
+
+
+async def test_accept_then_close_never_loops_tightly(
+    server: MockServer, autojump_clock: object
+) -> None:
+    server.accept_then_close(code=1011, count=4)
+    async with socket(server) as sock:
+        seen = await failures(sock, 4)
+        await sock.wait_connected()
+    # each short-lived connection counts as a failure: the waits keep growing
+    assert seen == [(0.0, 1.0), (1.0, 2.0), (3.0, 4.0), (7.0, 8.0)]
+    assert len(server.connections) == 5
+
+
+async def test_backoff_resets_only_after_min_uptime(
+    server: MockServer, autojump_clock: object
+) -> None:
+    policy = Backoff(initial=1, factor=2, maximum=60, jitter=0, min_uptime=10)
+    async with socket(server, reconnect=policy, ping_interval=None) as sock:
+        await sock.wait_connected()
+        server.refuse(2)
+        await trio.sleep(4)  # up 4 s: shorter than min_uptime
+        await server.drop_all()
+        assert [r for _, r in await failures(sock, 3)] == [1.0, 2.0, 4.0]
+        await sock.wait_connected()
+        await trio.sleep(10)  # up 10 s: the count starts again
+        await server.drop_all()
+        failed = await next_event_skip(sock, ConnectionFailed)
+        assert failed.retry_in == 1.0
+        assert sock.statistics().consecutive_failures == 1
+
+
+async def test_jitter_spreads_first_retry(server: MockServer, autojump_clock: object) -> None:
+    rng = random.Random(7)
+    policy = Backoff(initial=4, jitter=0.5, rng=rng)
+    expected = 4 * (1 - 0.5 * random.Random(7).random())
+    server.refuse(1)
+    async with socket(server, reconnect=policy) as sock:
+        failed = await next_event(sock, ConnectionFailed)
+        assert failed.retry_in == expected
+        assert 2.0 <= expected <= 4.0
+        await sock.wait_connected()
+        assert trio.current_time() == expected
+
+
+async def test_fatal_rejection_is_reported_once(server: MockServer, autojump_clock: object) -> None:
+    server.reject(401, count=5)
+    async with socket(server) as sock:
+        failed = await next_event(sock, ConnectionFailed)
+        assert isinstance(failed.error, HandshakeRejected)
+        assert failed.error.status_code == 401
+        assert failed.retry_in is None
+        assert not sock.is_open
+        await trio.sleep(100)
+    assert server.attempts == 1
+
+
+async def test_503_is_retried(server: MockServer, autojump_clock: object) -> None:
+    server.reject(503, count=2)
+    async with socket(server) as sock:
+        assert [r for _, r in await failures(sock, 2)] == [1.0, 2.0]
+        await sock.wait_connected()
+    assert server.rejected == [503, 503]
+
+
+async def test_do_not_come_back_close_code_is_fatal(
+    server: MockServer, autojump_clock: object
+) -> None:
+    async with socket(server, classify=Classifier(fatal_close_codes={4001})) as sock:
+        await sock.wait_connected()
+        await server.close_all(1008, "policy")  # no longer fatal with this classifier
+        failed = await next_event_skip(sock, ConnectionFailed)
+        assert failed.retry_in == 1.0
+        await sock.wait_connected()
+        await server.close_all(4001, "banned")
+        failed = await next_event_skip(sock, ConnectionFailed)
+        assert isinstance(failed.error, ConnectionLost)
+        assert (failed.error.code, failed.error.reason) == (4001, "banned")
+        assert failed.retry_in is None
+        assert sock.status is Status.DISCONNECTED
+
+
+async def test_default_1008_is_fatal(server: MockServer, autojump_clock: object) -> None:
+    async with socket(server) as sock:
+        await sock.wait_connected()
+        await server.close_all(1008)
+        failed = await next_event_skip(sock, ConnectionFailed)
+        assert failed.retry_in is None
+
+
+async def test_custom_classifier_replaces_default(
+    server: MockServer, autojump_clock: object
+) -> None:
+    server.reject(403, count=1)
+    async with socket(server, classify=lambda error: True) as sock:
+        failed = await next_event(sock, ConnectionFailed)
+        assert failed.retry_in == 1.0
+        await sock.wait_connected()
+
+
+async def test_headers_callable_each_attempt_and_failure_retried(
+    server: MockServer, autojump_clock: object
+) -> None:
+    tokens = iter(["boom", "t2", "t3"])
+
+    def headers() -> dict[str, str]:
+        token = next(tokens)
+        if token == "boom":
+            raise ConnectionError("token service unavailable")
+        return {"Authorization": f"Bearer {token}"}
+
+    async with socket(server, headers=headers) as sock:
+        failed = await next_event(sock, ConnectionFailed)
+        assert "token service unavailable" in str(failed.error)
+        assert failed.retry_in == 1.0
+        await sock.wait_connected()
+        await server.drop_all()
+        await next_event_skip(sock, ConnectionFailed)
+        await sock.wait_connected()
+    assert [c.headers["authorization"] for c in server.connections] == ["Bearer t2", "Bearer t3"]
+
+
+async def test_invalid_utf8_is_a_retried_protocol_error(
+    server: MockServer, autojump_clock: object
+) -> None:
+    async with socket(server) as sock:
+        connection = await server.wait_connections(1)
+        await connection.send("fine")
+        await connection.send_raw(bytes([0x81, 2]) + b"\xff\xfe")  # text frame, bad UTF-8
+        assert (await next_event_skip(sock, MessageReceived)).message == "fine"
+        failed = await next_event(sock, ConnectionFailed)
+        assert isinstance(failed.error, ProtocolError)
+        assert failed.retry_in == 1.0
+        await sock.wait_connected()
+
+
+async def test_oversized_message_closes_1009_and_retries(
+    server: MockServer, autojump_clock: object
+) -> None:
+    async with socket(server, max_message_size=100) as sock:
+        connection = await server.wait_connections(1)
+        await connection.send("x" * 100)
+        await connection.send("y" * 101)
+        assert (await next_event_skip(sock, MessageReceived)).message == "x" * 100
+        failed = await next_event(sock, ConnectionFailed)
+        assert isinstance(failed.error, ConnectionLost)
+        assert failed.error.code == 1009
+        assert not failed.error.by_server
+        assert failed.retry_in == 1.0
+        await sock.wait_connected()
+    assert server.connections[0].close_code == 1009
+
+
+async def test_close_mid_frame_is_retried(server: MockServer, autojump_clock: object) -> None:
+    async with socket(server) as sock:
+        connection = await server.wait_connections(1)
+        await connection.send_raw(bytes([0x81, 10]) + b"abc")  # 3 of 10 bytes
+        await connection.drop()
+        failed = await next_event_skip(sock, ConnectionFailed)
+        assert isinstance(failed.error, ConnectionLost)
+        assert failed.error.code == 1006
+        assert failed.retry_in == 1.0
+        await sock.wait_connected()
+
+
+async def test_server_messages_before_close_are_all_delivered(
+    server: MockServer, autojump_clock: object
+) -> None:
+    async with socket(server) as sock:
+        connection = await server.wait_connections(1)
+        for i in range(20):
+            await connection.send(str(i))
+        await connection.close(1001)
+        got = []
+        async for event in sock.events():
+            if isinstance(event, MessageReceived):
+                got.append(event.message)
+            elif isinstance(event, ConnectionFailed):
+                break
+    assert got == [str(i) for i in range(20)]
+
+
+async def test_connect_timeout_in_memory_is_exact(
+    server: MockServer, autojump_clock: object
+) -> None:
+    server.delay_handshake(100, count=1)
+    async with socket(server, connect_timeout=7) as sock:
+        failed = await next_event(sock, ConnectionFailed)
+        assert "connect_timeout=7" in str(failed.error)
+        assert trio.current_time() == 7.0
+        await sock.wait_connected()
+        assert trio.current_time() == 8.0

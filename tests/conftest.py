@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
+import trio
 
 from trio_clientsocket import Backoff
 from trio_clientsocket.testing import MockServer, open_mock_server
@@ -18,3 +22,24 @@ EXACT = Backoff(initial=1.0, factor=2.0, maximum=8.0, jitter=0.0)
 async def server() -> AsyncIterator[MockServer]:
     async with open_mock_server(echo=True) as server:
         yield server
+
+
+RUNAWAY = 100_000
+"""Seconds of trio time after which a test fails. Tests on the mock clock never come
+near it; a test that waits for something that never happens would otherwise let
+the autojump clock run forever (keepalive timers keep firing)."""
+
+
+def _bounded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    @functools.wraps(test)
+    async def run(*args: Any, **kwargs: Any) -> None:
+        with trio.fail_after(RUNAWAY):
+            await test(*args, **kwargs)
+
+    return run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.obj = _bounded(item.obj)

@@ -10,12 +10,14 @@ from trio_clientsocket import (
     Backoff,
     Classifier,
     ClientSocket,
+    Connected,
     ConnectionFailed,
     ConnectionLost,
     HandshakeRejected,
     MessageReceived,
     ProtocolError,
     Status,
+    Undelivered,
 )
 from trio_clientsocket.testing import MockServer
 
@@ -221,3 +223,61 @@ async def test_connect_timeout_in_memory_is_exact(
         assert trio.current_time() == 7.0
         await sock.wait_connected()
         assert trio.current_time() == 8.0
+
+
+class _GatedStream(trio.abc.Stream):
+    """A client stream whose writes can be held, to catch a message in flight."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.hold = False
+        self.holding = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.hold:
+            self.holding.set()
+            await trio.sleep_forever()
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_message_in_flight_at_loss_is_reported_not_resent(
+    server: MockServer, autojump_clock: object
+) -> None:
+    streams: list[_GatedStream] = []
+
+    async def open_stream(url: str) -> trio.abc.Stream:
+        streams.append(_GatedStream(await server.open_stream(url)))
+        return streams[-1]
+
+    async with ClientSocket(
+        "ws://app/x", open_stream=open_stream, reconnect=Backoff(jitter=0)
+    ) as sock:
+        await sock.wait_connected()
+        await sock.send("delivered")
+        await server.wait_for(lambda: server.received == ["delivered"])
+        streams[0].hold = True
+        await sock.send("in flight")
+        await sock.send("queued behind it")
+        await streams[0].holding.wait()
+        await server.drop_all()
+        events = []
+        async for event in sock.events():
+            events.append(event)
+            if isinstance(event, Connected) and len(events) > 2:
+                break
+        assert Undelivered(messages=("in flight",), reason="in flight") in events
+        assert any(
+            isinstance(e, ConnectionFailed) and isinstance(e.error, ConnectionLost) for e in events
+        )
+        await server.wait_for(lambda: len(server.received) == 2)
+    assert server.received == ["delivered", "queued behind it"]
+    assert sock.statistics().messages_dropped == 1

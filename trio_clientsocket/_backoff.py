@@ -55,22 +55,26 @@ class Backoff:
         True
     """
 
-    initial: float = attrs.field(default=1.0, validator=_positive)
+    initial: float = attrs.field(default=1.0, converter=float, validator=_positive)
     """Wait before the first retry, in seconds (before jitter)."""
-    factor: float = attrs.field(default=2.0, validator=_positive)
+    factor: float = attrs.field(default=2.0, converter=float, validator=_positive)
     """Each wait is the previous one times this factor."""
-    maximum: float = attrs.field(default=30.0, validator=_positive)
+    maximum: float = attrs.field(default=30.0, converter=float, validator=_positive)
     """Upper bound of any wait, in seconds."""
-    jitter: float = attrs.field(default=0.5, validator=_fraction)
+    jitter: float = attrs.field(default=0.5, converter=float, validator=_fraction)
     """Fraction (0..1) by which each wait is randomly shortened."""
     max_attempts: int | None = attrs.field(default=None, validator=_attempts)
     """Consecutive failures after which to give up; None retries forever."""
-    min_uptime: float = attrs.field(default=5.0, kw_only=True)
+    min_uptime: float = attrs.field(default=5.0, kw_only=True, converter=float)
     """Seconds a connection must stay up before the failure count resets."""
     rng: random.Random = attrs.field(
         factory=random.Random, kw_only=True, eq=False, repr=False
     )
     """The source of jitter; pass ``random.Random(seed)`` for a repeatable schedule."""
+
+    def __attrs_post_init__(self) -> None:
+        if not self.min_uptime >= 0:
+            raise ValueError(f"min_uptime must be >= 0, got {self.min_uptime!r}")
 
     def delay(self, n: int) -> float:
         """The wait before retry ``n`` (1-based), jitter applied.
@@ -85,7 +89,6 @@ class Backoff:
             base = min(self.maximum, self.initial * self.factor ** (n - 1))
         except OverflowError:
             base = self.maximum
-        base = float(base)
         if self.jitter:
             base *= 1.0 - self.jitter * self.rng.random()
         return base

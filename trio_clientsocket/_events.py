@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from ._genexus import NotificationInfo, parse_json
+from ._url import redacted_repr
 
 __all__ = [
     "Closed",
@@ -42,8 +43,8 @@ class Connected(Event):
         Connected(url='ws://localhost:8080/')
     """
 
-    url: str
-    """The URL this connection went to."""
+    url: str = attrs.field(repr=redacted_repr)
+    """The URL this connection went to (a password in it is hidden in the repr)."""
 
 
 @attrs.frozen
@@ -123,5 +124,5 @@ class Closed(Event):
         Closed(url='ws://h/')
     """
 
-    url: str | None
+    url: str | None = attrs.field(repr=redacted_repr)
     """The URL that was open, if any."""

@@ -38,7 +38,7 @@ def parse_json(text: str) -> Any:
         True
     """
     stripped = text.lstrip()
-    if not stripped or stripped[0] not in '{["-0123456789tfn':
+    if not stripped or stripped[0] not in '{["-0123456789tfnNI':
         return None
     try:
         value = json.loads(text)

@@ -41,7 +41,7 @@ from ._events import (
 )
 from ._state import ConnectionState, State, Status, Trigger
 from ._transport import ObservedStream, OpenStream, tcp_opener
-from ._url import Target, parse_url
+from ._url import Target, parse_url, redact_url
 
 __all__ = ["ClientSocket", "Headers", "Overflow", "SocketStatistics", "UrlSource"]
 
@@ -553,7 +553,8 @@ class ClientSocket:
         )
 
     def __repr__(self) -> str:
-        return f"<ClientSocket {self.status.value} {self.url or ''}>".replace(" >", ">")
+        url = f" {redact_url(self.url)}" if self.url else ""
+        return f"<ClientSocket {self.status.value}{url}>"
 
     # -- sending -------------------------------------------------------------
 
@@ -683,7 +684,7 @@ class ClientSocket:
         counters.failures += 1
         counters.last_error = error
         backoff = self._reconnect
-        log.warning("connection to %s failed: %s", run.current_url, error)
+        log.warning("connection to %s failed: %s", redact_url(run.current_url), error)
         if (
             backoff is None
             or not self._classify(error)
@@ -801,7 +802,7 @@ class ClientSocket:
         if reconnect:
             self._counters.reconnects += 1
         self._set(Trigger.HANDSHAKE_OK)
-        log.info("connected to %s", run.current_url)
+        log.info("connected to %s", redact_url(run.current_url))
         await self._emit(Connected(url=run.current_url or ""))
         async with trio.open_nursery() as tasks:
             session.scope = tasks.cancel_scope

@@ -37,7 +37,12 @@ class Status(enum.StrEnum):
 
 
 class State(enum.Enum):
-    """The finer state behind ``Status`` (reported by ``statistics()``)."""
+    """The finer state behind ``Status`` (reported by ``statistics()``).
+
+    Example:
+        >>> State.WAITING.value
+        'waiting'
+    """
 
     IDLE = "idle"
     """No target: never opened, closed, or gave up."""

@@ -9,16 +9,40 @@ import attrs
 
 from ._errors import InvalidURLError
 
-__all__ = ["Target", "parse_url"]
+__all__ = ["Target", "parse_url", "redact_url"]
 
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
+
+
+def redact_url(url: object) -> str:
+    """``url`` with a password in it replaced by ``***``, for reprs and logs.
+
+    Example:
+        >>> redact_url("ws://alice:s3cret@host/x")
+        'ws://alice:***@host/x'
+    """
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return text
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostport}{slash}{tail}"
+
+
+def redacted_repr(url: object) -> str:
+    """``repr()`` of a URL field, password hidden (for attrs ``repr=``)."""
+    return repr(redact_url(url)) if url is not None else "None"
 
 
 @attrs.frozen
 class Target:
     """A validated WebSocket URL, split into what a connection needs."""
 
-    url: str
+    url: str = attrs.field(repr=redacted_repr)
     secure: bool
     host: str
     port: int
@@ -52,7 +76,7 @@ def parse_url(url: object) -> Target:
     """
     if not isinstance(url, str):
         raise InvalidURLError(f"URL must be a str, not {type(url).__name__}")
-    if not url or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+    if not url or any(c.isspace() or ord(c) < 32 or 127 <= ord(c) <= 159 for c in url):
         raise InvalidURLError(f"URL {url!r} is empty or contains spaces or control characters")
     try:
         parts = urllib.parse.urlsplit(url)
@@ -72,7 +96,7 @@ def parse_url(url: object) -> Target:
     if port == 0:
         raise InvalidURLError(f"URL {url!r} has port 0")
     resource = parts.path or "/"
-    if parts.query:
+    if parts.query or url.endswith("?"):
         resource += "?" + parts.query
     return Target(
         url=url,

@@ -18,6 +18,7 @@ from trio_clientsocket import (
     Connected,
     ConnectionFailed,
     HandshakeRejected,
+    KeepaliveTimeout,
     MessageReceived,
     ProtocolError,
     Status,
@@ -256,3 +257,62 @@ async def test_no_file_descriptor_leak() -> None:
                 await next_event_skip(sock, ConnectionFailed)
     await trio.lowlevel.checkpoint()
     assert open_fds() == before
+
+
+@bounded
+async def test_frozen_server_detected_by_keepalive() -> None:
+    async with open_mock_server() as server:
+        port = await server.listen_tcp()
+        async with ClientSocket(
+            f"ws://127.0.0.1:{port}/", reconnect=FAST, ping_interval=0.1, ping_timeout=0.2
+        ) as sock:
+            await sock.wait_connected()
+            server.stall()
+            start = trio.current_time()
+            failed = await next_event_skip(sock, ConnectionFailed)
+            assert isinstance(failed.error, KeepaliveTimeout)
+            assert 0.2 <= trio.current_time() - start <= 0.3 + 0.2  # interval + timeout + margin
+            server.resume()
+            await sock.wait_connected()
+
+
+@bounded
+async def test_accept_then_close_real_server_backs_off() -> None:
+    async with open_mock_server() as server:
+        port = await server.listen_tcp()
+        server.accept_then_close(code=1011, count=3)
+        async with ClientSocket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
+            retries = []
+            for _ in range(3):
+                retries.append((await next_event_skip(sock, ConnectionFailed)).retry_in)
+            await sock.wait_connected()
+        assert retries == [0.02, 0.04, 0.08]
+        assert len(server.connections) == 4
+
+
+@bounded
+async def test_slow_consumer_over_tcp_is_not_a_dead_peer() -> None:
+    async with open_mock_server() as server:
+        port = await server.listen_tcp()
+        async with ClientSocket(
+            f"ws://127.0.0.1:{port}/", ping_interval=0.05, ping_timeout=0.05, event_buffer=4
+        ) as sock:
+            connection = await server.wait_connections(1)
+            payload = "x" * 1000
+            async with trio.open_nursery() as nursery:
+
+                async def flood() -> None:
+                    for i in range(2000):
+                        await connection.send(f"{i}:{payload}")
+
+                nursery.start_soon(flood)
+                await trio.sleep(0.5)  # not reading: 5x (interval + timeout)
+                got = 0
+                async for event in sock.events():
+                    assert not isinstance(event, ConnectionFailed), event
+                    if isinstance(event, MessageReceived):
+                        assert event.message == f"{got}:{payload}"
+                        got += 1
+                        if got == 2000:
+                            break
+            assert sock.statistics().attempts == 1

@@ -26,6 +26,7 @@ import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 import attrs
 import trio
@@ -45,8 +46,13 @@ from wsproto.utilities import ProtocolError
 
 from ._events import Message
 from ._genexus import NotificationInfo
+from ._socket import ClientSocket, UrlSource
 
 __all__ = [
+    "DEFAULT_URL",
+    "ConnectionHandler",
+    "ErrorHandler",
+    "Handler",
     "MockServer",
     "ServerConnection",
     "open_mock_server",
@@ -54,6 +60,13 @@ __all__ = [
 
 Handler = Callable[["MockServer", "ServerConnection", NotificationInfo], Awaitable[None]]
 """A GeneXus RECEIVED_HANDLER: ``async def received(server, connection, info)``."""
+ConnectionHandler = Callable[["MockServer", "ServerConnection"], Awaitable[None]]
+"""A GeneXus ONOPEN_HANDLER / ONCLOSE_HANDLER: ``async def opened(server, connection)``."""
+ErrorHandler = Callable[["MockServer", "ServerConnection", str], Awaitable[None]]
+"""A GeneXus ONERROR_HANDLER: ``async def error(server, connection, message)``."""
+
+DEFAULT_URL = "ws://mock.test/app/gxwebsocket?test-client"
+"""The URL ``MockServer.client()`` uses when given none."""
 
 
 @attrs.define(eq=False)
@@ -133,6 +146,12 @@ class MockServer:
     ``connections[i].received``); with ``echo=True`` it is sent back unchanged;
     with a ``received`` handler it is wrapped as a GeneXus ``NotificationInfo``
     whose ``Message`` is the text and passed to it, as a GeneXus server does.
+    The other GeneXus hooks: ``opened(server, connection)`` after a handshake,
+    ``closed(server, connection)`` when a connection ends, ``error(server,
+    connection, message)`` when it ends on a broken stream or protocol error.
+    GeneXus ``Broadcast`` is ``broadcast()``, ``NotifyClient(id, ...)`` is
+    ``notify(id, ...)``, and ``Notify`` (to the client of the current request)
+    is ``connection.send(...)`` inside a handler.
 
     Faults (each applies to the next connection attempts, in the order given):
     ``refuse(n)``, ``reject(status, n)``, ``accept_then_close(code, n)``,
@@ -146,10 +165,16 @@ class MockServer:
         *,
         echo: bool = False,
         received: Handler | None = None,
+        opened: ConnectionHandler | None = None,
+        closed: ConnectionHandler | None = None,
+        error: ErrorHandler | None = None,
     ) -> None:
         self._nursery = nursery
         self.echo = echo
         self.received_handler = received
+        self.opened_handler = opened
+        self.closed_handler = closed
+        self.error_handler = error
         self.connections: list[ServerConnection] = []
         """Every connection that completed the handshake, in order."""
         self.attempts = 0
@@ -266,6 +291,22 @@ class MockServer:
         for connection in targets:
             await connection.send(text)
         return len(targets)
+
+    def client(self, url: UrlSource | None = None, **options: Any) -> ClientSocket:
+        """A ``ClientSocket`` wired to this server in memory (not yet entered).
+
+        ``url`` defaults to ``DEFAULT_URL`` (client id ``test-client``); the
+        options are ClientSocket's.
+
+        Example:
+            >>> async def test_hello(autojump_clock):  # doctest: +SKIP
+            ...     async with open_mock_server(echo=True) as server:
+            ...         async with server.client() as sock:
+            ...             await sock.send("hello")
+        """
+        return ClientSocket(
+            DEFAULT_URL if url is None else url, open_stream=self.open_stream, **options
+        )
 
     # -- transports ------------------------------------------------------------
 
@@ -386,13 +427,22 @@ class MockServer:
         )
         self.connections.append(connection)
         self._changed.unpark_all()
+        failure: Exception | None = None
         try:
+            if self.opened_handler is not None:
+                await self.opened_handler(self, connection)
             fault = self._take_fault("accept_then_close")
             if fault is not None:
                 await connection.close(fault.code, fault.reason)
             await self._serve_messages(stream, ws, connection)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError) as exc:
+            failure = exc
         finally:
             connection.closed_at = trio.current_time()
+        if failure is not None and self.error_handler is not None:
+            await self.error_handler(self, connection, str(failure) or type(failure).__name__)
+        if self.closed_handler is not None:
+            await self.closed_handler(self, connection)
 
     async def _serve_messages(
         self, stream: trio.abc.Stream, ws: WSConnection, connection: ServerConnection
@@ -439,7 +489,12 @@ class MockServer:
 
 @asynccontextmanager
 async def open_mock_server(
-    *, echo: bool = False, received: Handler | None = None
+    *,
+    echo: bool = False,
+    received: Handler | None = None,
+    opened: ConnectionHandler | None = None,
+    closed: ConnectionHandler | None = None,
+    error: ErrorHandler | None = None,
 ) -> AsyncIterator[MockServer]:
     """Run a ``MockServer`` for the duration of the block.
 
@@ -454,7 +509,9 @@ async def open_mock_server(
     """
     failure: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        server = MockServer(nursery, echo=echo, received=received)
+        server = MockServer(
+            nursery, echo=echo, received=received, opened=opened, closed=closed, error=error
+        )
         try:
             yield server
         except BaseException as exc:  # re-raised below, outside the nursery, ungrouped

@@ -33,7 +33,10 @@ from ._events import Event as Event
 from ._events import Message as Message
 from ._events import MessageReceived as MessageReceived
 from ._events import Undelivered as Undelivered
+from ._genexus import GeneXusEndpoint as GeneXusEndpoint
 from ._genexus import NotificationInfo as NotificationInfo
+from ._genexus import genexus_endpoint as genexus_endpoint
+from ._genexus import new_client_id as new_client_id
 from ._socket import ClientSocket as ClientSocket
 from ._socket import SocketStatistics as SocketStatistics
 from ._state import State as State
@@ -53,6 +56,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionLost",
     "Event",
+    "GeneXusEndpoint",
     "HandshakeRejected",
     "InvalidURLError",
     "KeepaliveTimeout",
@@ -67,4 +71,6 @@ __all__ = [
     "Status",
     "TransportError",
     "Undelivered",
+    "genexus_endpoint",
+    "new_client_id",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m trio_clientsocket demo``."""
+"""Command line: ``python -m trio_clientsocket demo | connect URL | serve``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import trio
 
+from ._cli import add_commands, run_command
 from ._demo import run_demo
 
 __all__ = ["main"]
@@ -33,11 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "every message arrived exactly once, in order. Exit code 0 only if so.",
     )
     demo.add_argument("--quiet", action="store_true", help="print only the verdict")
+    add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         ok = trio.run(run_demo, sys.stdout, args.quiet)
         return 0 if ok else 1
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import TextIO
 
 import attrs
 import trio
 
 from ._backoff import Backoff
+from ._chat import ChatStore, serve_chat
 from ._events import Closed, Connected, ConnectionFailed, MessageReceived, Undelivered
-from ._genexus import NotificationInfo
+from ._genexus import genexus_endpoint
 from ._socket import ClientSocket
 from ._state import Status
-from .testing import MockServer, ServerConnection, open_mock_server
 
 __all__ = ["run_demo"]
 
@@ -35,31 +37,45 @@ class _Transcript:
 async def run_demo(out: TextIO, quiet: bool = False) -> bool:
     """Run the chat demo on 127.0.0.1; True when every message arrived once, in order."""
     log = _Transcript(out, quiet)
-    chat: list[tuple[str, str]] = []  # the Chat table: (sender client id, message)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ChatStore(Path(tmp) / "chat.sqlite3")
+        try:
+            sent, finals = await _chat(store, log)
+            table = store.rows()
+        finally:
+            store.close()
+    ok = [(row.client_id, row.message) for row in table] == sent and all(
+        final.is_set() for final in finals
+    )
+    if not quiet:
+        print("\nChat table (ChatId, ChatMessageDateTime, ClientId, ChatMessage):", file=out)
+        for row in table:
+            print(f"  {row.id:2}  {row.datetime}  {row.client_id:<6} {row.message}", file=out)
+    verdict = f"{len(sent)} messages sent, {len(table)} stored: " + (
+        "every message exactly once, in order" if ok else "MISMATCH"
+    )
+    print(("OK: " if ok else "FAILED: ") + verdict, file=out)
+    return ok
 
-    async def sender(
-        server: MockServer, connection: ServerConnection, info: NotificationInfo
-    ) -> None:
-        # The seed's Sender procedure: save the message, broadcast it to everyone.
-        chat.append((connection.client_id or "", info.message))
-        await server.broadcast(
-            NotificationInfo(id=connection.client_id or "", object="Chat", message=info.message)
-        )
 
-    async with open_mock_server(received=sender) as server:
-        port = await server.listen_tcp("127.0.0.1", 0)
-        base = f"ws://127.0.0.1:{port}/chat/gxwebsocket?"
-        log.say("server", f"listening on {base}<client-id>")
+async def _chat(
+    store: ChatStore, log: _Transcript
+) -> tuple[list[tuple[str, str]], list[trio.Event]]:
+    sent: list[tuple[str, str]] = []
+    finals = [trio.Event(), trio.Event()]
+    async with trio.open_nursery() as servers:
+        server, port = await servers.start(serve_chat, store, "127.0.0.1", 0)
+        base = f"http://127.0.0.1:{port}/chat/"
+        log.say("server", f"serving {base}gxwebsocket?<client-id>, chat table in SQLite")
         policy = Backoff(initial=0.1, factor=2, maximum=0.5, jitter=0.5)
-        sent: list[tuple[str, str]] = []
+        alice_end, bob_end = genexus_endpoint(base, "alice"), genexus_endpoint(base, "bob")
         async with (
-            ClientSocket(base + "alice", reconnect=policy, ping_interval=5) as alice,
-            ClientSocket(base + "bob", reconnect=policy, ping_interval=5) as bob,
+            ClientSocket(alice_end.url, reconnect=policy, headers=alice_end.headers) as alice,
+            ClientSocket(bob_end.url, reconnect=policy, headers=bob_end.headers) as bob,
             trio.open_nursery() as nursery,
         ):
-            finals = {"alice": trio.Event(), "bob": trio.Event()}
-            nursery.start_soon(_watch, "alice", alice, finals["alice"], log)
-            nursery.start_soon(_watch, "bob", bob, finals["bob"], log)
+            nursery.start_soon(_watch, "alice", alice, finals[0], log)
+            nursery.start_soon(_watch, "bob", bob, finals[1], log)
             await alice.wait_connected()
             await bob.wait_connected()
 
@@ -69,10 +85,13 @@ async def run_demo(out: TextIO, quiet: bool = False) -> bool:
                 log.say(who, f"send {text!r}{queued}")
                 await sock.send(text)
 
+            async def stored() -> None:
+                await server.wait_for(lambda: len(store.rows()) == len(sent))
+
             for i in range(ROUNDS):
                 await say("alice", alice, f"hello {i} from alice")
                 await say("bob", bob, f"hi {i} from bob")
-                await server.wait_for(lambda: len(chat) == len(sent))
+                await stored()
 
             log.say("server", f"--- restarting: down for {OUTAGE:.1f} s ---")
             await server.stop()
@@ -83,27 +102,16 @@ async def run_demo(out: TextIO, quiet: bool = False) -> bool:
             await server.start()
             log.say("server", "--- back up ---")
             with trio.move_on_after(10):
-                await server.wait_for(lambda: len(chat) == len(sent))
+                await stored()
                 await alice.wait_connected()
                 await bob.wait_connected()
                 await say("bob", bob, FINAL)
-                await server.wait_for(lambda: len(chat) == len(sent))
-                await finals["alice"].wait()
-                await finals["bob"].wait()
+                await stored()
+                for final in finals:
+                    await final.wait()
             nursery.cancel_scope.cancel()
-
-    table = list(chat)
-    ok = table == sent and all(final.is_set() for final in finals.values())
-    if not quiet:
-        print("\nChat table (sender, message):", file=out)
-        for number, (who, text) in enumerate(table, 1):
-            print(f"  {number:2}  {who:<6} {text}", file=out)
-    verdict = (
-        f"{len(sent)} messages sent, {len(table)} stored: "
-        + ("every message exactly once, in order" if ok else "MISMATCH")
-    )
-    print(("OK: " if ok else "FAILED: ") + verdict, file=out)
-    return ok
+        servers.cancel_scope.cancel()
+    return sent, finals
 
 
 async def _watch(who: str, sock: ClientSocket, final: trio.Event, log: _Transcript) -> None:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
+import uuid
 from typing import Any
 
 import attrs
 
-__all__ = ["NotificationInfo", "parse_json"]
+__all__ = [
+    "GeneXusEndpoint",
+    "NotificationInfo",
+    "check_client_id",
+    "genexus_endpoint",
+    "new_client_id",
+    "parse_json",
+]
 
 # Bounds on what a parsed view may hold: a hostile server must not make a
 # MessageReceived cost more than the text it came in.
@@ -107,3 +116,100 @@ class NotificationInfo:
         if self.group_name is not None:
             value["GroupName"] = self.group_name
         return json.dumps(value)
+
+
+_FORBIDDEN_IN_ID = set("=&#?/ \t\r\n%+")
+
+
+def new_client_id() -> str:
+    """A fresh client id: a GUID, as GeneXus clients use.
+
+    Store it and pass it again to keep the same id across runs: GeneXus servers
+    address clients by it (``Notify``), and one id may hold several sockets.
+
+    Example:
+        >>> len(new_client_id())
+        36
+    """
+    return str(uuid.uuid4())
+
+
+def check_client_id(client_id: str) -> str:
+    """Return ``client_id`` if GeneXus servers can use it, else raise ValueError.
+
+    GeneXus takes the whole raw query string (Java) or the first query key (.NET)
+    as the id, so it must be a bare token: no ``=``, ``&``, spaces, ``#``, ``?``,
+    ``/``, ``%`` or ``+``, and not empty.
+
+    Example:
+        >>> check_client_id("2c5a6a48-5b1e-4f0e-9b7e-0c0d1e2f3a4b")
+        '2c5a6a48-5b1e-4f0e-9b7e-0c0d1e2f3a4b'
+        >>> check_client_id("id=abc")
+        Traceback (most recent call last):
+        ...
+        ValueError: client id 'id=abc' must be a bare token (a GUID): no '=' in it
+    """
+    if not isinstance(client_id, str) or not client_id:
+        raise ValueError("client id must be a non-empty str")
+    bad = sorted(_FORBIDDEN_IN_ID.intersection(client_id))
+    if bad or not client_id.isprintable():
+        what = ", ".join(repr(c) for c in bad) if bad else "control characters"
+        raise ValueError(f"client id {client_id!r} must be a bare token (a GUID): no {what} in it")
+    return client_id
+
+
+@attrs.frozen
+class GeneXusEndpoint:
+    """The WebSocket endpoint of a GeneXus application, for one client id.
+
+    Build it with ``genexus_endpoint(base_url, client_id)``.
+
+    Example:
+        >>> e = genexus_endpoint("https://example.com/MyApp/", "abc")
+        >>> e.url
+        'wss://example.com/MyApp/gxwebsocket?abc'
+        >>> e.headers
+        {'Cookie': 'GX_CLIENT_ID=abc'}
+    """
+
+    url: str
+    """``ws[s]://host/base/gxwebsocket?<client_id>``."""
+    client_id: str
+    """The client id (generated when none was given: keep it to reuse it)."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Handshake headers that tie the socket to the client's HTTP session:
+        GeneXus ``Notify()`` targets the ``GX_CLIENT_ID`` cookie's id."""
+        return {"Cookie": f"GX_CLIENT_ID={self.client_id}"}
+
+
+def genexus_endpoint(
+    base_url: str, client_id: str | None = None, *, svc: bool = False
+) -> GeneXusEndpoint:
+    """The GeneXus notification endpoint under ``base_url``.
+
+    ``http(s)://host/app/`` becomes ``ws(s)://host/app/gxwebsocket?<client_id>``
+    (``ws://`` and ``wss://`` base URLs are taken as they are). ``svc=True`` gives
+    ``gxwebsocket.svc``, which older .NET servers map. Without a ``client_id`` a
+    GUID is generated (``endpoint.client_id`` tells it).
+
+    Raises:
+        ValueError: the base URL is not http(s)/ws(s), has a query or fragment,
+            or the client id is not a bare token.
+
+    Example:
+        >>> genexus_endpoint("http://localhost:8080/chat", "c1", svc=True).url
+        'ws://localhost:8080/chat/gxwebsocket.svc?c1'
+    """
+    client_id = check_client_id(client_id) if client_id is not None else new_client_id()
+    parts = urllib.parse.urlsplit(base_url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme.lower())
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"base URL {base_url!r} must be http://, https://, ws:// or wss://host/...")
+    if parts.query or parts.fragment:
+        raise ValueError(f"base URL {base_url!r} must not have a query or a fragment")
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    resource = "gxwebsocket.svc" if svc else "gxwebsocket"
+    url = urllib.parse.urlunsplit((scheme, parts.netloc, path + resource, client_id, ""))
+    return GeneXusEndpoint(url=url, client_id=client_id)

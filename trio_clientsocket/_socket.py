@@ -523,6 +523,24 @@ class ClientSocket:
             await self._status_changed.park()
         await trio.lowlevel.checkpoint()
 
+    async def wait_sent(self) -> None:
+        """Wait until the outbox is empty: every message passed to ``send()`` so
+        far has been written to a connection (or reported ``Undelivered``).
+
+        Raises:
+            SocketClosedError: the socket closed or gave up first.
+
+        Example:
+            >>> async def send_and_leave(sock):  # doctest: +SKIP
+            ...     await sock.send("bye")
+            ...     await sock.wait_sent()
+        """
+        while self._outbox.items:
+            if self._run is None:
+                raise SocketClosedError("the socket closed before the outbox was sent")
+            await self._outbox.wait_changed()
+        await trio.lowlevel.checkpoint()
+
     def statistics(self) -> SocketStatistics:
         """A frozen snapshot of the socket's state and counters.
 

@@ -146,6 +146,8 @@ class MockServer:
     ``connections[i].received``); with ``echo=True`` it is sent back unchanged;
     with a ``received`` handler it is wrapped as a GeneXus ``NotificationInfo``
     whose ``Message`` is the text and passed to it, as a GeneXus server does.
+    With ``endpoint="gxwebsocket"`` it accepts only ``.../gxwebsocket?<id>`` (and
+    ``gxwebsocket.svc``), answering 404 to other paths and 400 without an id.
     The other GeneXus hooks: ``opened(server, connection)`` after a handshake,
     ``closed(server, connection)`` when a connection ends, ``error(server,
     connection, message)`` when it ends on a broken stream or protocol error.
@@ -168,8 +170,10 @@ class MockServer:
         opened: ConnectionHandler | None = None,
         closed: ConnectionHandler | None = None,
         error: ErrorHandler | None = None,
+        endpoint: str | None = None,
     ) -> None:
         self._nursery = nursery
+        self.endpoint = endpoint
         self.echo = echo
         self.received_handler = received
         self.opened_handler = opened
@@ -408,11 +412,10 @@ class MockServer:
         if fault is not None:
             await trio.sleep(fault.delay)
         fault = self._take_fault("reject")
-        if fault is not None:
-            self.rejected.append(fault.status)
-            await stream.send_all(
-                ws.send(RejectConnection(status_code=fault.status, has_body=False))
-            )
+        status = fault.status if fault is not None else self._check_request(request.target)
+        if status is not None:
+            self.rejected.append(status)
+            await stream.send_all(ws.send(RejectConnection(status_code=status, has_body=False)))
             return
         await stream.send_all(ws.send(AcceptConnection()))
         path = request.target
@@ -443,6 +446,16 @@ class MockServer:
             await self.error_handler(self, connection, str(failure) or type(failure).__name__)
         if self.closed_handler is not None:
             await self.closed_handler(self, connection)
+
+    def _check_request(self, target: str) -> int | None:
+        """With ``endpoint`` set, as a GeneXus server: 404 for another path, 400
+        without a client id."""
+        if self.endpoint is None:
+            return None
+        path, _, query = target.partition("?")
+        if path.rstrip("/").rsplit("/", 1)[-1] not in (self.endpoint, self.endpoint + ".svc"):
+            return 404
+        return None if query else 400
 
     async def _serve_messages(
         self, stream: trio.abc.Stream, ws: WSConnection, connection: ServerConnection
@@ -495,6 +508,7 @@ async def open_mock_server(
     opened: ConnectionHandler | None = None,
     closed: ConnectionHandler | None = None,
     error: ErrorHandler | None = None,
+    endpoint: str | None = None,
 ) -> AsyncIterator[MockServer]:
     """Run a ``MockServer`` for the duration of the block.
 
@@ -510,7 +524,13 @@ async def open_mock_server(
     failure: BaseException | None = None
     async with trio.open_nursery() as nursery:
         server = MockServer(
-            nursery, echo=echo, received=received, opened=opened, closed=closed, error=error
+            nursery,
+            echo=echo,
+            received=received,
+            opened=opened,
+            closed=closed,
+            error=error,
+            endpoint=endpoint,
         )
         try:
             yield server

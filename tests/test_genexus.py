@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_clientsocket import Closed, Connected, Event, MessageReceived, NotificationInfo
+from trio_clientsocket import (
+    Closed,
+    Connected,
+    Event,
+    MessageReceived,
+    NotificationInfo,
+    genexus_endpoint,
+    new_client_id,
+)
 from trio_clientsocket._genexus import MAX_JSON_DEPTH, parse_json
 
 
@@ -220,3 +229,43 @@ def test_match_positional_pattern() -> None:
             pass
         case _:
             pytest.fail("MessageReceived('hi') did not match")
+
+
+# -- the endpoint helper --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base", "svc", "url"),
+    [
+        ("http://host/app/", False, "ws://host/app/gxwebsocket?c1"),
+        ("https://host/app", False, "wss://host/app/gxwebsocket?c1"),
+        ("http://host:8080/", False, "ws://host:8080/gxwebsocket?c1"),
+        ("http://host", False, "ws://host/gxwebsocket?c1"),
+        ("https://host/a/b/", True, "wss://host/a/b/gxwebsocket.svc?c1"),
+        ("ws://host/app/", False, "ws://host/app/gxwebsocket?c1"),
+    ],
+)
+def test_endpoint_url(base: str, svc: bool, url: str) -> None:
+    endpoint = genexus_endpoint(base, "c1", svc=svc)
+    assert endpoint.url == url
+    assert endpoint.client_id == "c1"
+    assert endpoint.headers == {"Cookie": "GX_CLIENT_ID=c1"}
+
+
+def test_endpoint_generates_a_guid() -> None:
+    endpoint = genexus_endpoint("http://host/app/")
+    assert str(uuid.UUID(endpoint.client_id)) == endpoint.client_id
+    assert endpoint.url.endswith("/gxwebsocket?" + endpoint.client_id)
+    assert new_client_id() != new_client_id()
+
+
+@pytest.mark.parametrize("client_id", ["id=abc", "a&b", "has space", "", "a#b", "a?b", "a/b"])
+def test_endpoint_rejects_bad_client_ids(client_id: str) -> None:
+    with pytest.raises(ValueError, match="client id"):
+        genexus_endpoint("http://host/app/", client_id)
+
+
+@pytest.mark.parametrize("base", ["ftp://host/", "host/app", "http://host/app?x=1", "http:///app"])
+def test_endpoint_rejects_bad_base_urls(base: str) -> None:
+    with pytest.raises(ValueError, match="base URL"):
+        genexus_endpoint(base, "c1")

@@ -37,6 +37,7 @@ from ._genexus import GeneXusEndpoint as GeneXusEndpoint
 from ._genexus import NotificationInfo as NotificationInfo
 from ._genexus import genexus_endpoint as genexus_endpoint
 from ._genexus import new_client_id as new_client_id
+from ._queues import EventStream as EventStream
 from ._socket import ClientSocket as ClientSocket
 from ._socket import SocketStatistics as SocketStatistics
 from ._state import State as State
@@ -56,6 +57,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionLost",
     "Event",
+    "EventStream",
     "GeneXusEndpoint",
     "HandshakeRejected",
     "InvalidURLError",

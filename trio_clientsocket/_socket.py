@@ -7,7 +7,6 @@ import inspect
 import logging
 import math
 import ssl
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Literal, Self, TypeAlias
@@ -39,6 +38,7 @@ from ._events import (
     MessageReceived,
     Undelivered,
 )
+from ._queues import EventStream, Outbox
 from ._state import ConnectionState, State, Status, Trigger
 from ._transport import ObservedStream, OpenStream, tcp_opener
 from ._url import Target, parse_url, redact_url
@@ -57,6 +57,7 @@ Overflow: TypeAlias = Literal["wait", "raise", "drop-oldest"]
 
 _OVERFLOWS = ("wait", "raise", "drop-oldest")
 _TOO_BIG = "Exceeded maximum message size"
+_PING_FRAME = 64  # bytes: a client ping frame with trio-websocket's 4-byte payload is 10
 _PROTOCOL_LIBRARIES = frozenset({"h11", "wsproto", "trio_websocket"})
 
 
@@ -133,7 +134,6 @@ class _Session:
     connected_at: float
     failure: Exception | None = None
     closing: bool = False
-    inflight: bool = False
     reader_blocked: bool = False
     stalls: int = 0
     unblocked: trio.Event = attrs.field(factory=trio.Event)
@@ -146,50 +146,6 @@ class _Session:
         if self.failure is None:
             self.failure = error
         self.scope.cancel()
-
-
-class _Outbox:
-    """Bounded FIFO of messages waiting to be written. The writer peeks, writes,
-    then pops, so a message is never both lost and unreported."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.items: deque[Message] = deque()
-        self._changed = trio.lowlevel.ParkingLot()
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def full(self) -> bool:
-        return len(self.items) >= self.capacity
-
-    def append(self, message: Message) -> None:
-        self.items.append(message)
-        self._changed.unpark_all()
-
-    def popleft(self) -> Message:
-        message = self.items.popleft()
-        self._changed.unpark_all()
-        return message
-
-    def drain(self) -> tuple[Message, ...]:
-        items = tuple(self.items)
-        self.items.clear()
-        self._changed.unpark_all()
-        return items
-
-    async def wait_changed(self) -> None:
-        await self._changed.park()
-
-    async def peek(self) -> Message:
-        while not self.items:
-            await self._changed.park()
-        return self.items[0]
-
-    async def wait_empty(self) -> None:
-        while self.items:
-            await self._changed.park()
 
 
 async def _resolve(value: object) -> object:
@@ -328,11 +284,12 @@ class ClientSocket:
         self._close_timeout = close_timeout
         self._classify = classify if classify is not None else Classifier()
         self._open_stream = open_stream if open_stream is not None else tcp_opener(ssl_context)
-        self._outbox = _Outbox(outbox_size)
-        self._events_send, self._events_receive = trio.open_memory_channel[Event](event_buffer)
+        self._outbox = Outbox(outbox_size)
+        self._events = EventStream(event_buffer)
         self._machine = ConnectionState()
         self._counters = _Counters()
-        self._run: _Run | None = None
+        self._run: _Run | None = None  # the run send() queues for
+        self._runs: set[_Run] = set()  # every run whose task is still alive
         self._session: _Session | None = None
         self._status_changed = trio.lowlevel.ParkingLot()
         self._control = trio.Lock()
@@ -354,7 +311,7 @@ class ClientSocket:
         except BaseException as exc:
             self._nursery.cancel_scope.cancel()
             await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
-            self._events_send.close()
+            self._events.close()
             raise
         return self
 
@@ -367,10 +324,9 @@ class ClientSocket:
         assert self._nursery is not None
         assert self._nursery_manager is not None
         try:
-            # Close gracefully even when the block is being cancelled: shielded,
-            # but never longer than close_timeout (plus a forced stop).
-            with trio.CancelScope(shield=True):
-                await self._stop()
+            # Close gracefully even when the block is being cancelled: _stop()
+            # is shielded, and never takes longer than close_timeout.
+            await self._stop()
         finally:
             self._nursery.cancel_scope.cancel()
             try:
@@ -378,7 +334,7 @@ class ClientSocket:
                 # (or Cancelled) propagates as it is, never wrapped in a group.
                 await self._nursery_manager.__aexit__(None, None, None)
             finally:
-                self._events_send.close()
+                self._events.close()
         return None
 
     # -- public API ----------------------------------------------------------
@@ -414,10 +370,10 @@ class ClientSocket:
         """
         return self._run is not None
 
-    def events(self) -> trio.MemoryReceiveChannel[Event]:
+    def events(self) -> EventStream:
         """The event stream: every event since the socket was entered, in order.
 
-        It is one channel for the life of the socket: breaking out of
+        It is one stream for the life of the socket: breaking out of
         ``async for`` and iterating again resumes where it stopped. It ends
         when the ``async with`` block is left.
 
@@ -426,7 +382,7 @@ class ClientSocket:
             ...     async for event in sock.events():
             ...         print(event)
         """
-        return self._events_receive
+        return self._events
 
     async def open(self, url: UrlSource | None = None) -> None:
         """Connect to ``url`` (default: the URL given before), closing the current
@@ -456,7 +412,8 @@ class ClientSocket:
             self._url = url
             run = _Run(url=url)
             self._run = run
-            self._machine.fire(Trigger.OPEN)
+            self._runs.add(run)
+            self._set(Trigger.OPEN)
             await self._nursery.start(self._run_task, run)
 
     async def close(self) -> tuple[Message, ...]:
@@ -493,9 +450,10 @@ class ClientSocket:
             ...     await sock.send(b"\\x00\\x01")
         """
         message = self._check_message(message)
+        await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: nothing queued
         while not self._try_put(message, may_wait=self._overflow == "wait"):
             await self._outbox.wait_changed()
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def send_nowait(self, message: Message) -> None:
         """Like ``send()``, but raise ``OutboxFullError`` instead of waiting.
@@ -535,7 +493,7 @@ class ClientSocket:
             ...     await sock.send("bye")
             ...     await sock.wait_sent()
         """
-        while self._outbox.items:
+        while len(self._outbox):
             if self._run is None:
                 raise SocketClosedError("the socket closed before the outbox was sent")
             await self._outbox.wait_changed()
@@ -592,7 +550,7 @@ class ClientSocket:
             outbox.append(message)
             return True
         if self._overflow == "drop-oldest":
-            dropped = outbox.popleft()
+            dropped = outbox.drop_oldest()
             outbox.append(message)
             self._report_nowait((dropped,), "dropped")
             return True
@@ -610,56 +568,61 @@ class ClientSocket:
         self._status_changed.unpark_all()
 
     async def _emit(self, event: Event) -> None:
-        # If the application closed events(), it asked not to hear more.
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._events_send.send(event)
-
-    def _emit_nowait(self, event: Event) -> None:
-        try:
-            self._events_send.send_nowait(event)
-        except trio.WouldBlock:
-            log.warning("event buffer full, %r not delivered", event)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        await self._events.put(event)
 
     def _report_nowait(self, messages: tuple[Message, ...], reason: str) -> None:
         if messages:
             self._counters.dropped += len(messages)
             log.warning("%d message(s) undelivered: %s", len(messages), reason)
-            self._emit_nowait(Undelivered(messages=messages, reason=reason))
+            self._events.put_final(Undelivered(messages=messages, reason=reason))
 
     # -- stopping ------------------------------------------------------------
 
     async def _stop(self) -> tuple[Message, ...]:
-        """End the current run (if any): flush, close 1000, wait for its task."""
+        """End every live run: flush the outbox and close with 1000, within
+        ``close_timeout``; then force what is left. Shielded: a cancelled
+        ``close()`` or ``async with`` exit still leaves the socket closed."""
         run = self._run
-        if run is None:
-            return ()
         self._run = None  # send() raises from here on
-        run.deadline = trio.current_time() + self._close_timeout
-        run.close_requested.set()
-        if self._machine.state is not State.CONNECTED:
-            run.scope.cancel()  # connecting or waiting: nothing to close cleanly
-        with trio.move_on_at(run.deadline):
-            await run.done.wait()
-        run.scope.cancel()
-        await run.done.wait()
+        if not self._runs:
+            return ()
+        with trio.CancelScope(shield=True):
+            deadline = trio.current_time() + self._close_timeout
+            connected = self._machine.state in (State.CONNECTED, State.CLOSING)
+            for live in self._runs:
+                live.deadline = min(live.deadline, deadline)
+                live.close_requested.set()
+                if live is not run or not connected:
+                    live.scope.cancel()  # connecting, waiting or giving up: nothing to flush
+            with trio.move_on_at(deadline):
+                for live in list(self._runs):
+                    await live.done.wait()
+            for live in list(self._runs):
+                live.scope.cancel()
+                await live.done.wait()
         unsent = self._outbox.drain()
         self._report_nowait(unsent, "closed")
-        self._emit_nowait(Closed(url=run.current_url))
+        if run is not None:
+            self._events.put_final(Closed(url=run.current_url))
         return unsent
 
     # -- the run: connect, serve, retry -------------------------------------
 
     async def _run_task(self, run: _Run, *, task_status: trio.TaskStatus[None]) -> None:
         try:
+            task_status.started()
+            # If open() was cancelled before this task started, it was not moved
+            # into the socket's nursery: leave now, before shielding ourselves.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            # Shielded: only the socket ends a run (_stop() cancels run.scope),
+            # so that leaving a cancelled block can still close with 1000.
             with run.scope:
-                task_status.started()
                 await self._connect_loop(run)
         finally:
             self._settle()
             if self._run is run:
                 self._run = None
+            self._runs.discard(run)
             run.done.set()
 
     def _settle(self) -> None:
@@ -709,12 +672,11 @@ class ClientSocket:
             or backoff.gives_up_after(counters.failures)
         ):
             self._set(Trigger.GIVE_UP)
-            self._run = None
+            if self._run is run:
+                self._run = None
             unsent = self._outbox.drain()
-            await self._emit(ConnectionFailed(error=error, retry_in=None))
-            if unsent:
-                counters.dropped += len(unsent)
-                await self._emit(Undelivered(messages=unsent, reason="gave up"))
+            self._events.put_final(ConnectionFailed(error=error, retry_in=None))
+            self._report_nowait(unsent, "gave up")
             return False
         delay = backoff.delay(counters.failures)
         was_connected = self._machine.state is State.CONNECTED
@@ -759,8 +721,7 @@ class ClientSocket:
         finally:
             if stream is not None:
                 await trio.aclose_forcefully(stream.inner)
-            if session is not None:
-                self._finish_inflight(session)
+            self._finish_inflight()
         assert session is not None
         if session.failure is not None:
             if trio.current_time() - session.connected_at >= self._min_uptime():
@@ -821,18 +782,18 @@ class ClientSocket:
             self._counters.reconnects += 1
         self._set(Trigger.HANDSHAKE_OK)
         log.info("connected to %s", redact_url(run.current_url))
-        await self._emit(Connected(url=run.current_url or ""))
         async with trio.open_nursery() as tasks:
             session.scope = tasks.cancel_scope
+            tasks.start_soon(self._closer, run, session)  # close() works from now on
+            await self._emit(Connected(url=run.current_url or ""))
             tasks.start_soon(self._reader, session)
             tasks.start_soon(self._writer, session)
-            tasks.start_soon(self._closer, run, session)
             if self._ping_interval is not None and self._ping_timeout is not None:
                 tasks.start_soon(self._keepalive, session, self._ping_interval, self._ping_timeout)
 
     async def _reader(self, session: _Session) -> None:
         ws = session.ws
-        send = self._events_send
+        events = self._events
         counters = self._counters
         while True:
             try:
@@ -842,40 +803,35 @@ class ClientSocket:
                 return
             counters.received += 1
             event = MessageReceived(message)
-            try:
-                send.send_nowait(event)
-            except trio.WouldBlock:
+            if not events.put_nowait(event):
                 session.reader_blocked = True
                 session.stalls += 1
                 try:
-                    await self._emit(event)
+                    await events.put(event)
                 finally:
                     session.reader_blocked = False
                     session.unblocked.set()
                     session.unblocked = trio.Event()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
 
     async def _writer(self, session: _Session) -> None:
         ws = session.ws
         outbox = self._outbox
         while True:
-            message = await outbox.peek()
+            await outbox.wait_nonempty()
             if ws.closed is not None:
-                return  # not written: stays first in the outbox
-            session.inflight = True
+                return  # not taken: stays first in the outbox
+            message = outbox.take()
             try:
                 await ws.send_message(message)
             except trio_websocket.ConnectionClosed:
-                return  # the reader reports the loss; the message is in flight
-            session.inflight = False
-            outbox.popleft()
+                return  # the reader reports the loss; the message stays in flight
+            outbox.done()
             self._counters.sent += 1
 
-    def _finish_inflight(self, session: _Session) -> None:
-        if session.inflight and self._outbox.items:
-            session.inflight = False
-            self._report_nowait((self._outbox.popleft(),), "in flight")
+    def _finish_inflight(self) -> None:
+        lost = self._outbox.lose_inflight()
+        if lost is not None:
+            self._report_nowait((lost,), "in flight")
 
     async def _closer(self, run: _Run, session: _Session) -> None:
         await run.close_requested.wait()
@@ -893,7 +849,7 @@ class ClientSocket:
         while True:
             await trio.sleep(interval)
             while True:
-                stalls, bytes_in = session.stalls, stream.bytes_in
+                stalls, bytes_in, bytes_out = session.stalls, stream.bytes_in, stream.bytes_out
                 sent_at = trio.current_time()
                 with trio.move_on_after(patience) as wait:
                     try:
@@ -910,8 +866,10 @@ class ClientSocket:
                     if session.reader_blocked:
                         await session.unblocked.wait()
                     continue
-                if stream.bytes_in != bytes_in:
-                    continue  # the peer sent something: it is alive
+                if stream.bytes_in != bytes_in or stream.bytes_out > bytes_out + _PING_FRAME:
+                    # The peer sent something, or took in more than our ping
+                    # (a long upload holds the ping back): it is alive.
+                    continue
                 session.fail(KeepaliveTimeout(patience))
                 return
 

@@ -58,6 +58,9 @@ async def _start_tls(
     return tls
 
 
+_CHUNK = 65536
+
+
 class ObservedStream(trio.abc.Stream):
     """Wraps the transport stream to see what the WebSocket layer does with it:
     bytes in and out, whether the peer sent EOF or the layer closed it, and the
@@ -83,8 +86,17 @@ class ObservedStream(trio.abc.Stream):
         await self._broken.wait()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
-        self.bytes_out += len(data)
+        if len(data) <= _CHUNK:
+            await self.inner.send_all(data)
+            self.bytes_out += len(data)
+            return
+        # A large write goes in chunks, so that its progress shows in bytes_out
+        # while it lasts (keepalive reads that as a sign the peer is alive).
+        view = memoryview(data)
+        for start in range(0, len(view), _CHUNK):
+            chunk = view[start : start + _CHUNK]
+            await self.inner.send_all(chunk)
+            self.bytes_out += len(chunk)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.inner.wait_send_all_might_not_block()

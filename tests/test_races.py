@@ -1,0 +1,172 @@
+"""Races and cancellation around open(), close(), send() and exit (review findings)."""
+
+from __future__ import annotations
+
+import trio
+
+from trio_clientsocket import (
+    Backoff,
+    ClientSocket,
+    Closed,
+    Connected,
+    ConnectionFailed,
+    KeepaliveTimeout,
+    State,
+    Status,
+    Undelivered,
+)
+from trio_clientsocket.testing import MockServer
+
+from .test_lifecycle import _drain, next_event_skip, socket
+
+
+async def test_exit_after_give_up_with_full_event_buffer(
+    server: MockServer, autojump_clock: object
+) -> None:
+    server.reject(403)
+    async with socket(server, event_buffer=1) as sock:
+        await sock.send("order-1")
+        await trio.sleep(1)  # gave up; nobody reads events
+        assert not sock.is_open
+    events = _drain(sock)
+    assert isinstance(events[0], ConnectionFailed)
+    assert events[0].retry_in is None
+    assert Undelivered(messages=("order-1",), reason="gave up") in events
+
+
+async def test_cancel_while_entering_does_not_hang(
+    server: MockServer, autojump_clock: object
+) -> None:
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as scope:
+
+            async def cancel() -> None:
+                scope.cancel()
+
+            nursery.start_soon(cancel)
+            async with socket(server):
+                raise AssertionError("not reached")
+    assert scope.cancelled_caught
+    await trio.testing.wait_all_tasks_blocked()
+    assert not server.open_connections
+
+
+async def test_cancelled_close_still_closes_then_open_works(
+    server: MockServer, autojump_clock: object
+) -> None:
+    async with socket(server, ping_interval=None, close_timeout=3) as sock:
+        await sock.wait_connected()
+        server.stall()
+        with trio.move_on_after(0.5):
+            await sock.close()
+        assert sock.statistics().state is State.IDLE
+        assert not sock.is_open
+        server.resume()
+        await sock.open()
+        await sock.wait_connected()
+
+
+async def test_open_while_giving_up_with_full_buffer(
+    server: MockServer, autojump_clock: object
+) -> None:
+    server.reject(403)
+    async with socket(server, event_buffer=1) as sock:
+        await sock.send("hello")
+        await trio.sleep(2)
+        await sock.open()
+        await sock.wait_connected()
+        await next_event_skip(sock, Connected)  # past the first run's reports
+        await server.close_all(1001)  # the new run reconnects as usual
+        failed = await next_event_skip(sock, ConnectionFailed)
+        assert failed.retry_in is not None
+        await sock.wait_connected()
+        assert sock.status is Status.CONNECTED
+
+
+class _SlowUplink(trio.abc.Stream):
+    """20 kB/s uplink; the peer is alive and reading."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        for start in range(0, len(data), 2000):
+            await trio.sleep(0.1)
+            await self.inner.send_all(data[start : start + 2000])
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_drop_oldest_never_drops_the_message_being_written(
+    server: MockServer, autojump_clock: object
+) -> None:
+    async def slow(url: str) -> trio.abc.Stream:
+        return _SlowUplink(await server.open_stream(url))
+
+    async with ClientSocket(
+        "ws://x/", open_stream=slow, outbox_size=1, overflow="drop-oldest", ping_interval=None
+    ) as sock:
+        await sock.wait_connected()
+        await sock.send("A" * 10_000)  # taken by the writer: in flight for 0.5 s
+        await trio.sleep(0.01)
+        await sock.send("B")
+        await sock.send("C")  # the outbox (1) holds B: B is dropped, not A
+        await sock.wait_sent()
+    assert server.received == ["A" * 10_000, "C"]
+    assert Undelivered(messages=("B",), reason="dropped") in _drain(sock)
+
+
+async def test_reports_go_past_a_full_event_buffer(
+    server: MockServer, autojump_clock: object
+) -> None:
+    await server.stop()
+    async with socket(server, event_buffer=1) as sock:
+        await sock.send("order-1")
+        await sock.send("order-2")
+        await trio.sleep(0.1)  # a ConnectionFailed fills the buffer
+    kinds = [type(e) for e in _drain(sock)]
+    assert kinds == [ConnectionFailed, Undelivered, Closed]
+
+
+async def test_cancelled_send_queues_nothing(server: MockServer, autojump_clock: object) -> None:
+    async with socket(server) as sock:
+        await sock.wait_connected()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await sock.send("pay $100")
+        await trio.sleep(1)
+    assert server.received == []
+
+
+async def test_slow_uplink_is_not_a_dead_peer(server: MockServer, autojump_clock: object) -> None:
+    async def slow(url: str) -> trio.abc.Stream:
+        return _SlowUplink(await server.open_stream(url))
+
+    async with ClientSocket("ws://x/", open_stream=slow, ping_interval=5, ping_timeout=10) as sock:
+        await sock.wait_connected()
+        await sock.send("x" * 600_000)  # a 30 s upload holds every ping back
+        await server.wait_for(lambda: len(server.received) == 1)
+        assert trio.current_time() > 30
+        assert sock.statistics().attempts == 1
+        server.stall()
+        failed = await next_event_skip(sock, ConnectionFailed)
+        assert isinstance(failed.error, KeepaliveTimeout)
+
+
+async def test_close_while_connected_event_waits_is_prompt(
+    server: MockServer, autojump_clock: object
+) -> None:
+    server.refuse(1)
+    async with socket(server, event_buffer=1, reconnect=Backoff(initial=0.1, jitter=0)) as sock:
+        await sock.wait_connected()  # ConnectionFailed fills the buffer: Connected waits
+        start = trio.current_time()
+        await sock.close()
+        assert trio.current_time() == start
+    assert server.connections[0].close_code == 1000

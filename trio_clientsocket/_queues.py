@@ -1,0 +1,176 @@
+"""The two queues of a ClientSocket: the event stream the application reads, and
+the outbox of messages waiting to be written."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import trio
+
+from ._events import Event, Message
+
+__all__ = ["EventStream", "Outbox"]
+
+
+class EventStream:
+    """The events of a ``ClientSocket``, in order: ``sock.events()``.
+
+    Read it with ``async for``, ``await stream.receive()`` or
+    ``stream.receive_nowait()``; it ends (``trio.EndOfChannel``, or the end of
+    the ``async for``) once the socket's ``async with`` block is left and every
+    buffered event has been read. Breaking out of ``async for`` and iterating
+    again resumes where it stopped.
+
+    It holds ``event_buffer`` events; when it is full the socket stops reading
+    the network (backpressure) and waits. Reports that end a run (``Closed``,
+    ``Undelivered``, the last ``ConnectionFailed``) never wait and are never
+    dropped: they may go past the bound.
+
+    Example:
+        >>> async def consume(sock):  # doctest: +SKIP
+        ...     async for event in sock.events():
+        ...         print(event)
+    """
+
+    __slots__ = ("_bound", "_closed", "_items", "_readers", "_writers")
+
+    def __init__(self, bound: int) -> None:
+        self._bound = bound
+        self._items: deque[Event] = deque()
+        self._closed = False
+        self._readers = trio.lowlevel.ParkingLot()
+        self._writers = trio.lowlevel.ParkingLot()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def receive_nowait(self) -> Event:
+        """The next event, or ``trio.WouldBlock``; ``trio.EndOfChannel`` at the end."""
+        if self._items:
+            event = self._items.popleft()
+            if self._writers:
+                self._writers.unpark_all()
+            return event
+        if self._closed:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def receive(self) -> Event:
+        """Wait for the next event; ``trio.EndOfChannel`` at the end."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                event = self.receive_nowait()
+            except trio.WouldBlock:
+                await self._readers.park()
+                continue
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return event
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    # -- the socket's side -------------------------------------------------
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self._bound
+
+    def put_nowait(self, event: Event) -> bool:
+        """Append ``event`` unless the buffer is full; True if appended."""
+        if len(self._items) >= self._bound:
+            return False
+        self._items.append(event)
+        if self._readers:
+            self._readers.unpark()
+        return True
+
+    async def put(self, event: Event) -> None:
+        """Append ``event``, waiting while the buffer is full."""
+        while len(self._items) >= self._bound and not self._closed:
+            await self._writers.park()
+        self.put_final(event)
+
+    def put_final(self, event: Event) -> None:
+        """Append ``event`` now, over the bound if need be (a report that must not wait)."""
+        self._items.append(event)
+        if self._readers:
+            self._readers.unpark()
+
+    def close(self) -> None:
+        """End the stream once the buffered events are read."""
+        self._closed = True
+        self._readers.unpark_all()
+        self._writers.unpark_all()
+
+
+class Outbox:
+    """Bounded FIFO of messages waiting to be written, plus the one being written.
+
+    The writer ``take()``s the head into ``inflight`` and ``done()``s it once
+    written; a message is therefore always in exactly one place: queued, in
+    flight, written, or reported undelivered."""
+
+    __slots__ = ("_changed", "capacity", "inflight", "items")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.items: deque[Message] = deque()
+        self.inflight: Message | None = None
+        self._changed = trio.lowlevel.ParkingLot()
+
+    def __len__(self) -> int:
+        return len(self.items) + (self.inflight is not None)
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.capacity
+
+    def append(self, message: Message) -> None:
+        self.items.append(message)
+        self._changed.unpark_all()
+
+    def drop_oldest(self) -> Message:
+        """Remove and return the oldest queued message (never the one in flight)."""
+        message = self.items.popleft()
+        self._changed.unpark_all()
+        return message
+
+    def take(self) -> Message:
+        """Move the head into ``inflight`` (the writer is about to write it)."""
+        self.inflight = self.items.popleft()
+        return self.inflight
+
+    def done(self) -> None:
+        """The message in flight was written."""
+        self.inflight = None
+        self._changed.unpark_all()
+
+    def lose_inflight(self) -> Message | None:
+        """The connection died while writing: the message in flight, to report."""
+        message, self.inflight = self.inflight, None
+        self._changed.unpark_all()
+        return message
+
+    def drain(self) -> tuple[Message, ...]:
+        items = tuple(self.items)
+        self.items.clear()
+        self._changed.unpark_all()
+        return items
+
+    async def wait_changed(self) -> None:
+        await self._changed.park()
+
+    async def wait_nonempty(self) -> None:
+        while not self.items:
+            await self._changed.park()
+
+    async def wait_empty(self) -> None:
+        while self.items or self.inflight is not None:
+            await self._changed.park()

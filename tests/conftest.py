@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 import trio
 
-from trio_clientsocket import Backoff
+from trio_clientsocket import Backoff, ClientSocket
 from trio_clientsocket.testing import MockServer, open_mock_server
 
 URL = "ws://app.test/app/gxwebsocket?client-1"
@@ -43,3 +43,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
             item.obj = _bounded(item.obj)
+
+
+# -- running socket tests over both transports -----------------------------------
+
+TRANSPORTS = ("trio-websocket", "wsproto")
+_current = {"transport": "trio-websocket"}
+
+
+@pytest.fixture(params=TRANSPORTS)
+def each_transport(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once per transport (modules opt in with ``usefixtures``)."""
+    _current["transport"] = request.param
+    yield request.param
+    _current["transport"] = "trio-websocket"
+
+
+def client_socket(*args: Any, **options: Any) -> ClientSocket:
+    """``ClientSocket`` on the transport of the current test run."""
+    options.setdefault("transport", _current["transport"])
+    return ClientSocket(*args, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
@@ -14,6 +15,8 @@ from trio_clientsocket import (
 from trio_clientsocket.testing import MockServer
 
 from .test_lifecycle import next_event_skip, socket
+
+pytestmark = pytest.mark.usefixtures("each_transport")
 
 
 async def test_frozen_peer_detected_at_interval_plus_timeout(
@@ -51,9 +54,7 @@ async def test_keepalive_disabled_never_pings(server: MockServer, autojump_clock
     assert server.connections[0].pings == 0
 
 
-async def test_slow_consumer_is_not_a_dead_peer(
-    server: MockServer, autojump_clock: object
-) -> None:
+async def test_slow_consumer_is_not_a_dead_peer(server: MockServer, autojump_clock: object) -> None:
     async with socket(server, ping_interval=10, ping_timeout=5, event_buffer=8) as sock:
         connection = await server.wait_connections(1)
         for i in range(200):

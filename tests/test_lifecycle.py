@@ -27,7 +27,9 @@ from trio_clientsocket import (
 from trio_clientsocket._socket import UrlSource
 from trio_clientsocket.testing import MockServer, open_mock_server
 
-from .conftest import EXACT, URL
+from .conftest import EXACT, URL, client_socket
+
+pytestmark = pytest.mark.usefixtures("each_transport")
 
 E = TypeVar("E", bound=Event)
 
@@ -41,7 +43,7 @@ async def next_event(sock: ClientSocket, kind: type[E]) -> E:
 
 def socket(server: MockServer, url: UrlSource | None = URL, **options: object) -> ClientSocket:
     options.setdefault("reconnect", EXACT)
-    return ClientSocket(url, open_stream=server.open_stream, **options)  # type: ignore[arg-type]
+    return client_socket(url, open_stream=server.open_stream, **options)
 
 
 async def test_connect_event_status_order(server: MockServer, autojump_clock: object) -> None:
@@ -126,10 +128,11 @@ def _drain(sock: ClientSocket) -> list[Event]:
 
 async def test_open_switches_servers(autojump_clock: object) -> None:
     async with open_mock_server() as first, open_mock_server() as second:
+
         async def opener(url: str) -> trio.abc.Stream:
             return await (first if "first" in url else second).open_stream(url)
 
-        async with ClientSocket("ws://first/x", open_stream=opener) as sock:
+        async with client_socket("ws://first/x", open_stream=opener) as sock:
             await sock.wait_connected()
             await sock.send("to first")
             await first.wait_for(lambda: first.received == ["to first"])
@@ -174,9 +177,7 @@ async def test_server_refusing_then_accepting_exact_backoff(
     assert server.attempts == 6
 
 
-async def test_max_attempts_gives_up_and_closes(
-    server: MockServer, autojump_clock: object
-) -> None:
+async def test_max_attempts_gives_up_and_closes(server: MockServer, autojump_clock: object) -> None:
     server.refuse(3)
     policy = Backoff(initial=1, jitter=0, max_attempts=3)
     async with socket(server, reconnect=policy) as sock:

@@ -14,7 +14,6 @@ import trio_websocket
 
 from trio_clientsocket import (
     Backoff,
-    ClientSocket,
     Connected,
     ConnectionFailed,
     HandshakeRejected,
@@ -25,7 +24,10 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import open_mock_server
 
+from .conftest import client_socket
 from .test_lifecycle import next_event, next_event_skip
+
+pytestmark = pytest.mark.usefixtures("each_transport")
 
 FAST = Backoff(initial=0.02, factor=2, maximum=0.1, jitter=0)
 P = ParamSpec("P")
@@ -80,7 +82,7 @@ def bounded(test: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
 async def test_echo_against_trio_websocket() -> None:
     async with ws_server() as port:
         url = f"ws://127.0.0.1:{port}/app/gxwebsocket?abc"
-        async with ClientSocket(url) as sock:
+        async with client_socket(url) as sock:
             assert await next_event(sock, Connected) == Connected(url=url)
             await sock.send("hello")
             await sock.send(b"\x00\xff")
@@ -108,7 +110,7 @@ async def test_ten_thousand_messages_each_way_in_order() -> None:
             await ws.send_message("done")
 
     async with ws_server(handler) as port:
-        async with ClientSocket(f"ws://127.0.0.1:{port}/") as sock:
+        async with client_socket(f"ws://127.0.0.1:{port}/") as sock:
             async with trio.open_nursery() as nursery:
 
                 async def send_all() -> None:
@@ -129,7 +131,7 @@ async def test_ten_thousand_messages_each_way_in_order() -> None:
 @bounded
 async def test_open_switches_between_real_servers() -> None:
     async with ws_server() as port_a, ws_server() as port_b:
-        async with ClientSocket(f"ws://127.0.0.1:{port_a}/a") as sock:
+        async with client_socket(f"ws://127.0.0.1:{port_a}/a") as sock:
             await sock.send("one")
             assert (await next_event_skip(sock, MessageReceived)).message == "one"
             await sock.open(f"ws://127.0.0.1:{port_b}/b")
@@ -141,7 +143,7 @@ async def test_open_switches_between_real_servers() -> None:
 @bounded
 async def test_refused_then_accepting() -> None:
     port = free_port()
-    async with ClientSocket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
+    async with client_socket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
         await sock.send("queued while refused")
         failed = await next_event(sock, ConnectionFailed)
         assert isinstance(failed.error, OSError)
@@ -156,7 +158,7 @@ async def test_restarts_on_same_port_deliver_everything_in_order() -> None:
     async with open_mock_server() as server:
         port = await server.listen_tcp()
         sent = []
-        async with ClientSocket(f"ws://127.0.0.1:{port}/gxwebsocket?me", reconnect=FAST) as sock:
+        async with client_socket(f"ws://127.0.0.1:{port}/gxwebsocket?me", reconnect=FAST) as sock:
             for outage in range(3):
                 await sock.wait_connected()
                 sent.append(f"up{outage}")
@@ -180,7 +182,7 @@ async def test_http_rejection(status: int, retried: bool) -> None:
         await request.reject(status)
 
     async with ws_server(reject) as port:
-        async with ClientSocket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
+        async with client_socket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
             failed = await next_event(sock, ConnectionFailed)
             assert isinstance(failed.error, HandshakeRejected)
             assert failed.error.status_code == status
@@ -211,7 +213,7 @@ async def test_garbage_response_is_a_retried_failure() -> None:
 
     async with tcp_server(garbage) as port:
         start = trio.current_time()
-        async with ClientSocket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
+        async with client_socket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
             failed = await next_event(sock, ConnectionFailed)
             assert isinstance(failed.error, ProtocolError)
             assert failed.retry_in is not None
@@ -225,7 +227,7 @@ async def test_close_mid_handshake_is_a_retried_failure() -> None:
         await stream.send_all(b"HTTP/1.1 101 Switching")
 
     async with tcp_server(hang_up) as port:
-        async with ClientSocket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
+        async with client_socket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
             failed = await next_event(sock, ConnectionFailed)
             assert failed.retry_in is not None
             assert "handshake" in str(failed.error)
@@ -237,7 +239,7 @@ async def test_silent_server_hits_connect_timeout() -> None:
         await trio.sleep_forever()
 
     async with tcp_server(silent) as port:
-        async with ClientSocket(
+        async with client_socket(
             f"ws://127.0.0.1:{port}/", reconnect=FAST, connect_timeout=0.2
         ) as sock:
             failed = await next_event(sock, ConnectionFailed)
@@ -252,7 +254,7 @@ async def test_no_file_descriptor_leak() -> None:
 
     before = open_fds()
     async with ws_server(rude) as port:
-        async with ClientSocket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
+        async with client_socket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
             for _ in range(10):
                 await next_event_skip(sock, ConnectionFailed)
     await trio.lowlevel.checkpoint()
@@ -263,7 +265,7 @@ async def test_no_file_descriptor_leak() -> None:
 async def test_frozen_server_detected_by_keepalive() -> None:
     async with open_mock_server() as server:
         port = await server.listen_tcp()
-        async with ClientSocket(
+        async with client_socket(
             f"ws://127.0.0.1:{port}/", reconnect=FAST, ping_interval=0.1, ping_timeout=0.2
         ) as sock:
             await sock.wait_connected()
@@ -281,7 +283,7 @@ async def test_accept_then_close_real_server_backs_off() -> None:
     async with open_mock_server() as server:
         port = await server.listen_tcp()
         server.accept_then_close(code=1011, count=3)
-        async with ClientSocket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
+        async with client_socket(f"ws://127.0.0.1:{port}/", reconnect=FAST) as sock:
             retries = []
             for _ in range(3):
                 retries.append((await next_event_skip(sock, ConnectionFailed)).retry_in)
@@ -294,7 +296,7 @@ async def test_accept_then_close_real_server_backs_off() -> None:
 async def test_slow_consumer_over_tcp_is_not_a_dead_peer() -> None:
     async with open_mock_server() as server:
         port = await server.listen_tcp()
-        async with ClientSocket(
+        async with client_socket(
             f"ws://127.0.0.1:{port}/", ping_interval=0.05, ping_timeout=0.05, event_buffer=4
         ) as sock:
             connection = await server.wait_connections(1)

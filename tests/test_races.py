@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from trio_clientsocket import (
     Backoff,
-    ClientSocket,
     Closed,
     Connected,
     ConnectionFailed,
@@ -17,7 +17,10 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import MockServer
 
+from .conftest import client_socket
 from .test_lifecycle import _drain, next_event_skip, socket
+
+pytestmark = pytest.mark.usefixtures("each_transport")
 
 
 async def test_exit_after_give_up_with_full_event_buffer(
@@ -110,7 +113,7 @@ async def test_drop_oldest_never_drops_the_message_being_written(
     async def slow(url: str) -> trio.abc.Stream:
         return _SlowUplink(await server.open_stream(url))
 
-    async with ClientSocket(
+    async with client_socket(
         "ws://x/", open_stream=slow, outbox_size=1, overflow="drop-oldest", ping_interval=None
     ) as sock:
         await sock.wait_connected()
@@ -149,7 +152,7 @@ async def test_slow_uplink_is_not_a_dead_peer(server: MockServer, autojump_clock
     async def slow(url: str) -> trio.abc.Stream:
         return _SlowUplink(await server.open_stream(url))
 
-    async with ClientSocket("ws://x/", open_stream=slow, ping_interval=5, ping_timeout=10) as sock:
+    async with client_socket("ws://x/", open_stream=slow, ping_interval=5, ping_timeout=10) as sock:
         await sock.wait_connected()
         await sock.send("x" * 600_000)  # a 30 s upload holds every ping back
         await server.wait_for(lambda: len(server.received) == 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import trio
 
 from trio_clientsocket import (
@@ -21,7 +22,10 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import MockServer
 
+from .conftest import client_socket
 from .test_lifecycle import next_event, next_event_skip, socket
+
+pytestmark = pytest.mark.usefixtures("each_transport")
 
 
 async def failures(sock: ClientSocket, count: int) -> list[tuple[float, float | None]]:
@@ -258,7 +262,7 @@ async def test_message_in_flight_at_loss_is_reported_not_resent(
         streams.append(_GatedStream(await server.open_stream(url)))
         return streams[-1]
 
-    async with ClientSocket(
+    async with client_socket(
         "ws://app/x", open_stream=open_stream, reconnect=Backoff(jitter=0)
     ) as sock:
         await sock.wait_connected()

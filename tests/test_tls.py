@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import ssl
 
+import pytest
 import trio
 import trustme
 
-from trio_clientsocket import Backoff, ClientSocket, ConnectionFailed, MessageReceived
+from trio_clientsocket import Backoff, ConnectionFailed, MessageReceived
 from trio_clientsocket.testing import open_mock_server
 
+from .conftest import client_socket
 from .test_lifecycle import next_event, next_event_skip
+
+pytestmark = pytest.mark.usefixtures("each_transport")
 
 FAST = Backoff(initial=0.05, jitter=0)
 
@@ -31,7 +35,7 @@ async def test_wss_with_trusted_certificate() -> None:
         async with open_mock_server(echo=True) as server:
             port = await server.listen_tcp(ssl_context=server_ctx)
             url = f"wss://localhost:{port}/app/gxwebsocket?tls"
-            async with ClientSocket(url, ssl_context=client_ctx) as sock:
+            async with client_socket(url, ssl_context=client_ctx) as sock:
                 await sock.send("secret")
                 assert (await next_event_skip(sock, MessageReceived)).message == "secret"
             assert server.connections[0].client_id == "tls"
@@ -43,7 +47,7 @@ async def test_wrong_host_is_fatal_at_once() -> None:
         async with open_mock_server() as server:
             port = await server.listen_tcp(ssl_context=server_ctx)
             start = trio.current_time()
-            async with ClientSocket(
+            async with client_socket(
                 f"wss://localhost:{port}/", ssl_context=client_ctx, reconnect=FAST
             ) as sock:
                 failed = await next_event(sock, ConnectionFailed)
@@ -59,7 +63,7 @@ async def test_untrusted_self_signed_is_fatal() -> None:
     with trio.fail_after(10):
         async with open_mock_server() as server:
             port = await server.listen_tcp(ssl_context=server_ctx)
-            async with ClientSocket(f"wss://localhost:{port}/", reconnect=FAST) as sock:
+            async with client_socket(f"wss://localhost:{port}/", reconnect=FAST) as sock:
                 failed = await next_event(sock, ConnectionFailed)
                 assert isinstance(failed.error, ssl.SSLCertVerificationError)
                 assert failed.retry_in is None

@@ -1,0 +1,230 @@
+"""One benchmark measurement in a fresh process; prints one JSON line.
+
+Run: ``python benchmarks/clients.py CLIENT TEST PORT [ARGS...]``, where TEST is
+``recv SIZE COUNT``, ``send SIZE COUNT``, ``rtt COUNT``, ``connect COUNT``,
+``memory SOCKETS`` or ``idle_cpu SOCKETS SECONDS``. ``run.py`` drives it.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, Protocol
+
+import trio
+
+
+class Conn(Protocol):
+    async def send(self, message: str) -> None: ...
+    async def recv(self) -> str | bytes: ...
+
+
+Opener = Callable[[str], Any]  # url -> async context manager yielding a Conn
+
+
+# -- the clients ------------------------------------------------------------------
+
+
+class _TrioWebsocket:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send(self, message: str) -> None:
+        await self.ws.send_message(message)
+
+    async def recv(self) -> str | bytes:
+        message: str | bytes = await self.ws.get_message()
+        return message
+
+
+def trio_websocket_opener(**options: Any) -> Opener:
+    import trio_websocket
+
+    @asynccontextmanager
+    async def open_conn(url: str) -> AsyncIterator[Conn]:
+        async with trio_websocket.open_websocket_url(url, **options) as ws:
+            yield _TrioWebsocket(ws)
+
+    return open_conn
+
+
+class _ClientSocket:
+    def __init__(self, sock: Any) -> None:
+        from trio_clientsocket import MessageReceived
+
+        self.sock = sock
+        self.events = sock.events()
+        self.kind = MessageReceived
+
+    async def send(self, message: str) -> None:
+        await self.sock.send(message)
+
+    async def recv(self) -> str | bytes:
+        while True:
+            event = await self.events.receive()
+            if type(event) is self.kind:
+                message: str | bytes = event.message
+                return message
+
+
+def clientsocket_opener(**options: Any) -> Opener:
+    from trio_clientsocket import ClientSocket
+
+    @asynccontextmanager
+    async def open_conn(url: str) -> AsyncIterator[Conn]:
+        async with ClientSocket(url, **options) as sock:
+            await sock.wait_connected()
+            yield _ClientSocket(sock)
+
+    return open_conn
+
+
+class _Websockets:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send(self, message: str) -> None:
+        await self.ws.send(message)
+
+    async def recv(self) -> str | bytes:
+        message: str | bytes = await self.ws.recv()
+        return message
+
+
+def websockets_opener(**options: Any) -> Opener:
+    from websockets.trio.client import connect
+
+    @asynccontextmanager
+    async def open_conn(url: str) -> AsyncIterator[Conn]:
+        async with connect(url, compression=None, proxy=None, **options) as ws:
+            yield _Websockets(ws)
+
+    return open_conn
+
+
+CLIENTS: dict[str, Callable[[], Opener]] = {
+    "trio-websocket (defaults)": lambda: trio_websocket_opener(),
+    "trio-websocket (ClientSocket's settings)": lambda: trio_websocket_opener(
+        message_queue_size=16, receive_buffer_size=65536
+    ),
+    "ClientSocket": lambda: clientsocket_opener(),
+    "ClientSocket (wsproto transport)": lambda: clientsocket_opener(transport="wsproto"),
+    "websockets.trio": lambda: websockets_opener(),
+}
+
+
+# -- the tests ----------------------------------------------------------------------
+
+
+async def recv(opener: Opener, url: str, size: int, count: int) -> dict[str, float]:
+    async with opener(url) as conn:
+        start = time.perf_counter()
+        await conn.send(f"push {count} {size}")
+        for _ in range(count):
+            await conn.recv()
+        assert await conn.recv() == "end"
+        elapsed = time.perf_counter() - start
+    return {"msgs_per_s": count / elapsed, "mb_per_s": count * size / elapsed / 1e6}
+
+
+async def send(opener: Opener, url: str, size: int, count: int) -> dict[str, float]:
+    payload = "y" * size
+    async with opener(url) as conn:
+        await conn.send(f"pull {count}")
+        start = time.perf_counter()
+        for _ in range(count):
+            await conn.send(payload)
+        assert await conn.recv() == "done"
+        elapsed = time.perf_counter() - start
+    return {"msgs_per_s": count / elapsed, "mb_per_s": count * size / elapsed / 1e6}
+
+
+async def rtt(opener: Opener, url: str, count: int) -> dict[str, float]:
+    samples = []
+    async with opener(url) as conn:
+        await conn.send("echo")
+        for i in range(count + 200):
+            start = time.perf_counter()
+            await conn.send("ping")
+            await conn.recv()
+            if i >= 200:
+                samples.append(time.perf_counter() - start)
+    samples.sort()
+    return {
+        "median_us": statistics.median(samples) * 1e6,
+        "p99_us": samples[int(len(samples) * 0.99)] * 1e6,
+    }
+
+
+async def connect(opener: Opener, url: str, count: int) -> dict[str, float]:
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        async with opener(url) as conn:
+            samples.append(time.perf_counter() - start)
+            del conn
+    return {"median_us": statistics.median(samples) * 1e6}
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def _open_many(opener: Opener, url: str, count: int, stack: AsyncExitStack) -> None:
+    for _ in range(count):
+        await stack.enter_async_context(opener(url))
+
+
+async def memory(opener: Opener, url: str, sockets: int) -> dict[str, float]:
+    async with AsyncExitStack() as warm:  # import and warm everything first
+        await _open_many(opener, url, 10, warm)
+    gc.collect()
+    before = rss()
+    async with AsyncExitStack() as stack:
+        await _open_many(opener, url, sockets, stack)
+        await trio.sleep(0.5)
+        gc.collect()
+        after = rss()
+    return {"kib_per_socket": (after - before) / sockets / 1024}
+
+
+async def idle_cpu(opener: Opener, url: str, sockets: int, seconds: float) -> dict[str, float]:
+    async with AsyncExitStack() as stack:
+        await _open_many(opener, url, sockets, stack)
+        await trio.sleep(0.5)
+        start = resource.getrusage(resource.RUSAGE_SELF)
+        await trio.sleep(seconds)
+        end = resource.getrusage(resource.RUSAGE_SELF)
+    used = (end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime)
+    return {"cpu_ms": used * 1000, "cpu_percent": used / seconds * 100}
+
+
+TESTS = {
+    "recv": recv,
+    "send": send,
+    "rtt": rtt,
+    "connect": connect,
+    "memory": memory,
+    "idle_cpu": idle_cpu,
+}
+
+
+def main() -> None:
+    client, test, port, *args = sys.argv[1:]
+    opener = CLIENTS[client]()
+    url = f"ws://127.0.0.1:{port}/bench"
+    numbers = [float(a) if "." in a else int(a) for a in args]
+    result = trio.run(TESTS[test], opener, url, *numbers)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

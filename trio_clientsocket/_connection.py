@@ -1,0 +1,289 @@
+"""The transport seam: one WebSocket connection, as ClientSocket uses it.
+
+Two implementations:
+
+- ``TrioWebsocketConnection`` (the default, ``transport="trio-websocket"``):
+  trio-websocket's connection, whose own reader task hands each message over
+  through a channel.
+- ``WsprotoConnection`` (``transport="wsproto"``): wsproto driven directly on
+  the trio stream by ClientSocket's reader task, with no task or channel in
+  between; a read of 64 KiB can deliver many messages in one go.
+
+Both raise ``trio_websocket.ConnectionClosed`` with a ``trio_websocket.CloseReason``
+when the connection ends, so that ClientSocket handles them alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections import OrderedDict, deque
+from typing import Literal, Protocol
+
+import trio
+import trio_websocket
+from trio_websocket import CloseReason, ConnectionClosed
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import ProtocolError as WsprotoError
+
+from ._errors import ConnectionLost, HandshakeRejected, ProtocolError
+from ._events import Message
+from ._transport import ObservedStream
+from ._url import Target
+
+__all__ = ["TOO_BIG", "Connection", "Transport", "TrioWebsocketConnection", "WsprotoConnection"]
+
+Transport = Literal["trio-websocket", "wsproto"]
+TOO_BIG = "Exceeded maximum message size"
+_READ = 65536
+
+
+class Connection(Protocol):
+    """What ClientSocket needs of a connection."""
+
+    @property
+    def closed(self) -> CloseReason | None: ...
+
+    async def receive_batch(self) -> list[Message]:
+        """The next message(s); ConnectionClosed once the connection has ended."""
+        ...
+
+    async def send_message(self, message: Message) -> None: ...
+
+    async def ping(self) -> None:
+        """Send a ping and wait for its pong."""
+        ...
+
+    async def aclose(self, code: int) -> None:
+        """Send a close frame and wait for the peer's."""
+        ...
+
+
+class TrioWebsocketConnection:
+    """trio-websocket's connection behind the seam."""
+
+    __slots__ = ("ws",)
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self.ws = ws
+
+    @property
+    def closed(self) -> CloseReason | None:
+        return self.ws.closed
+
+    async def receive_batch(self) -> list[Message]:
+        return [await self.ws.get_message()]
+
+    async def send_message(self, message: Message) -> None:
+        await self.ws.send_message(message)
+
+    async def ping(self) -> None:
+        await self.ws.ping()
+
+    async def aclose(self, code: int) -> None:
+        await self.ws.aclose(code)
+
+
+class WsprotoConnection:
+    """A client connection driven by wsproto directly on an ``ObservedStream``.
+
+    Reading happens only in ``receive_batch()``, in the caller's task (the
+    socket's reader); writes are serialised by a lock."""
+
+    def __init__(
+        self, stream: ObservedStream, ws: WSConnection, pending: list[Event], max_size: int
+    ) -> None:
+        self._stream = stream
+        self._ws = ws
+        self._pending: deque[Event] = deque(pending)
+        self._max_size = max_size
+        self._lock = trio.StrictFIFOLock()
+        self._pings: OrderedDict[bytes, trio.Event] = OrderedDict()
+        self._parts: list[str | bytes] = []
+        self._size = 0
+        self._closed: CloseReason | None = None
+        self._ended = trio.Event()  # the peer's close frame, or EOF, was seen
+
+    @classmethod
+    async def handshake(
+        cls,
+        stream: ObservedStream,
+        target: Target,
+        headers: list[tuple[bytes, bytes]],
+        max_size: int,
+    ) -> WsprotoConnection:
+        """Run the opening handshake; raise HandshakeRejected, ProtocolError or
+        ConnectionLost if it fails."""
+        ws = WSConnection(ConnectionType.CLIENT)
+        request = Request(host=target.host_header, target=target.resource, extra_headers=headers)
+        await stream.send_all(ws.send(request))
+        status: int | None = None
+        body = b""
+        while True:
+            try:
+                data = await stream.receive_some(_READ)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                if status is not None:
+                    raise HandshakeRejected(status, body)
+                raise ConnectionLost(1006, "connection closed during the handshake")
+            try:
+                ws.receive_data(bytes(data))
+                events = list(ws.events())
+            except WsprotoError as exc:
+                raise ProtocolError(f"invalid handshake response: {exc}") from exc
+            for index, event in enumerate(events):
+                if isinstance(event, AcceptConnection):
+                    return cls(stream, ws, events[index + 1 :], max_size)
+                if isinstance(event, RejectConnection):
+                    status = event.status_code
+                    if not event.has_body:
+                        raise HandshakeRejected(status)
+                elif isinstance(event, RejectData):
+                    body += event.data
+                    if event.body_finished:
+                        raise HandshakeRejected(status or 0, body)
+
+    @property
+    def closed(self) -> CloseReason | None:
+        return self._closed
+
+    async def receive_batch(self) -> list[Message]:
+        out: list[Message] = []
+        while True:
+            while self._pending:
+                event = self._pending.popleft()
+                if isinstance(event, TextMessage | BytesMessage):
+                    message = self._message(event)
+                    if message is not None:
+                        out.append(message)
+                else:
+                    await self._control(event)
+                if self._ended.is_set():
+                    self._pending.clear()
+                    break
+            if out:
+                return out
+            if self._ended.is_set():
+                assert self._closed is not None
+                raise ConnectionClosed(self._closed)
+            await self._read()
+
+    async def _read(self) -> None:
+        try:
+            data = await self._stream.receive_some(_READ)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self._end(CloseReason(1006, None))
+            return
+        try:
+            self._ws.receive_data(bytes(data))
+            self._pending.extend(self._ws.events())
+        except WsprotoError as exc:  # pragma: no cover - wsproto reports these as a close
+            self._end(CloseReason(1002, str(exc)))
+
+    def _message(self, event: TextMessage | BytesMessage) -> Message | None:
+        self._size += len(event.data)
+        if self._size > self._max_size:
+            self._pending.appendleft(CloseConnection(code=1009, reason=TOO_BIG))
+            self._parts = []
+            self._size = 0
+            return None
+        if event.message_finished and not self._parts:
+            self._size = 0
+            data = event.data
+            return data if isinstance(data, str) else bytes(data)
+        self._parts.append(event.data if isinstance(event.data, str) else bytes(event.data))
+        if not event.message_finished:
+            return None
+        parts, self._parts, self._size = self._parts, [], 0
+        if isinstance(event, TextMessage):
+            return "".join(parts)  # type: ignore[arg-type]
+        return b"".join(parts)  # type: ignore[arg-type]
+
+    async def _control(self, event: Event) -> None:
+        if isinstance(event, Ping):
+            await self._write_quietly(event.response())
+        elif isinstance(event, Pong):
+            self._pong(bytes(event.payload))
+        elif isinstance(event, CloseConnection):
+            state = self._ws.state
+            if state is ConnectionState.REMOTE_CLOSING:
+                await self._write_quietly(event.response())  # the peer closed: answer
+            elif state is ConnectionState.OPEN:
+                # wsproto found an invalid frame (or our size limit did): close
+                # with its code, and do not wait for the peer.
+                await self._write_quietly(CloseConnection(code=event.code, reason=event.reason))
+            self._end(CloseReason(event.code, event.reason or None))
+
+    def _pong(self, payload: bytes) -> None:
+        if payload not in self._pings:
+            return
+        while self._pings:  # a pong answers its ping and every earlier one
+            key, waiter = self._pings.popitem(last=False)
+            waiter.set()
+            if key == payload:
+                break
+
+    def _end(self, reason: CloseReason) -> None:
+        if self._closed is None:  # else we closed first: keep our reason
+            self._closed = reason
+        self._ended.set()
+        for waiter in self._pings.values():
+            waiter.set()  # ping() checks closed after waking
+
+    async def _write(self, event: Event) -> None:
+        async with self._lock:
+            if self._ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                raise ConnectionClosed(self._closed or CloseReason(1006, None))
+            data = self._ws.send(event)
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._end(CloseReason(1006, None))
+                raise ConnectionClosed(self._closed) from None
+
+    async def _write_quietly(self, event: Event) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self._write(event)
+
+    async def send_message(self, message: Message) -> None:
+        if self._closed is not None:
+            raise ConnectionClosed(self._closed)
+        if isinstance(message, str):
+            await self._write(TextMessage(data=message))
+        else:
+            await self._write(BytesMessage(data=message))
+
+    async def ping(self) -> None:
+        if self._closed is not None:
+            raise ConnectionClosed(self._closed)
+        payload = random.getrandbits(32).to_bytes(4, "big")
+        waiter = self._pings[payload] = trio.Event()
+        await self._write(Ping(payload=payload))
+        await waiter.wait()
+        if self._ended.is_set() and self._closed is not None:
+            raise ConnectionClosed(self._closed)
+
+    async def aclose(self, code: int) -> None:
+        if self._closed is None:
+            self._closed = CloseReason(code, None)
+        if self._ws.state is ConnectionState.OPEN:
+            await self._write_quietly(CloseConnection(code=code))
+        await self._ended.wait()
+

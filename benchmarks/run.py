@@ -136,7 +136,8 @@ def plot(results: dict[str, dict[str, float | None]], clients: list[str], path: 
     fig, axes = plt.subplots(len(labels) // 3 + (len(labels) % 3 > 0), 3, figsize=(15, 13))
     for ax, label in zip(axes.flat, labels, strict=False):
         values = [results[label].get(c) or 0 for c in clients]
-        ax.barh(range(len(clients)), values, color=["#999", "#bbb", "#1f77b4", "#2ca02c", "#ff7f0e"])
+        colors = ["#999", "#bbb", "#1f77b4", "#2ca02c", "#ff7f0e"]
+        ax.barh(range(len(clients)), values, color=colors[: len(clients)])
         ax.set_yticks(range(len(clients)), [c.replace(" (", "\n(") for c in clients], fontsize=7)
         better = "lower is better" if label.endswith(LOWER_IS_BETTER) else "higher is better"
         ax.set_title(f"{label}\n{better}", fontsize=9)

@@ -40,9 +40,7 @@ async def push(ws: ServerConnection, count: int, size: int) -> None:
         batch = min(per_write, count - sent)
         transport.write(frame * batch)
         sent += batch
-        # Keep a few MiB queued in the kernel and asyncio, no more.
-        while transport.get_write_buffer_size() > 4 << 20:
-            await asyncio.sleep(0.0005)
+        await ws.drain()  # asyncio's flow control: wait while the buffer is high
     await ws.send("end")
 
 

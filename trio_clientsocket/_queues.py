@@ -32,10 +32,11 @@ class EventStream:
         ...         print(event)
     """
 
-    __slots__ = ("_bound", "_closed", "_items", "_readers", "_writers")
+    __slots__ = ("_bound", "_closed", "_items", "_low", "_readers", "_writers")
 
     def __init__(self, bound: int) -> None:
         self._bound = bound
+        self._low = bound // 2
         self._items: deque[Event] = deque()
         self._closed = False
         self._readers = trio.lowlevel.ParkingLot()
@@ -48,7 +49,9 @@ class EventStream:
         """The next event, or ``trio.WouldBlock``; ``trio.EndOfChannel`` at the end."""
         if self._items:
             event = self._items.popleft()
-            if self._writers:
+            # Wake a waiting producer only once half the buffer is free, so
+            # that it refills in bulk instead of in lockstep, one per pass.
+            if self._writers and len(self._items) <= self._low:
                 self._writers.unpark_all()
             return event
         if self._closed:

@@ -172,7 +172,8 @@ def _header_pairs(headers: object) -> list[tuple[bytes, bytes]]:
     for item in items:  # type: ignore[attr-defined]
         name, value = item
         if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"header names and values must be str, got {item!r}")
+            # never the value in the message: it may be a credential
+            raise TypeError(f"header names and values must be str (header {name!r})")
         if any(c in name + value for c in "\r\n\0") or not name or ":" in name:
             raise ValueError(f"invalid header {name!r}")
         pairs.append((name.encode("latin-1"), value.encode("latin-1")))

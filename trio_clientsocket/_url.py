@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import urllib.parse
+from collections.abc import Collection
 
 import attrs
 
@@ -14,12 +15,15 @@ __all__ = ["Target", "parse_url", "redact_url"]
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
 
 
-def redact_url(url: object) -> str:
-    """``url`` with a password in it replaced by ``***``, for reprs and logs.
+def redact_url(url: object, visible_keys: Collection[str] = ()) -> str:
+    """``url`` with its secrets replaced by ``***``, for reprs, logs and output:
+    the password, and the value of every ``key=value`` query parameter except
+    those named in ``visible_keys``. A bare query token, the GeneXus client id
+    (``.../gxwebsocket?<id>``), stays visible.
 
     Example:
-        >>> redact_url("ws://alice:s3cret@host/x")
-        'ws://alice:***@host/x'
+        >>> redact_url("ws://alice:s3cret@host/x?abc&token=t0k&v=2", visible_keys={"v"})
+        'ws://alice:***@host/x?abc&token=***&v=2'
     """
     text = str(url)
     scheme, sep, rest = text.partition("://")
@@ -27,10 +31,17 @@ def redact_url(url: object) -> str:
         return text
     authority, slash, tail = rest.partition("/")
     userinfo, at, hostport = authority.rpartition("@")
-    if not at or ":" not in userinfo:
-        return text
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hostport}{slash}{tail}"
+    if at and ":" in userinfo:
+        authority = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    path, question, query = tail.partition("?")
+    if question:
+        params = []
+        for param in query.split("&"):
+            key, equals, _ = param.partition("=")
+            hidden = equals and key not in visible_keys
+            params.append(f"{key}=***" if hidden else param)
+        path = f"{path}?{'&'.join(params)}"
+    return f"{scheme}://{authority}{slash}{path}"
 
 
 def redacted_repr(url: object) -> str:
@@ -77,24 +88,26 @@ def parse_url(url: object) -> Target:
     if not isinstance(url, str):
         raise InvalidURLError(f"URL must be a str, not {type(url).__name__}")
     if not url or any(c.isspace() or ord(c) < 32 or 127 <= ord(c) <= 159 for c in url):
-        raise InvalidURLError(f"URL {url!r} is empty or contains spaces or control characters")
+        raise InvalidURLError(
+            f"URL {redact_url(url)!r} is empty or contains spaces or control characters"
+        )
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidURLError(f"malformed URL {url!r}: {exc}") from None
+        raise InvalidURLError(f"malformed URL {redact_url(url)!r}: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise InvalidURLError(
-            f"URL {url!r} must start with ws:// or wss:// (for a GeneXus base "
+            f"URL {redact_url(url)!r} must start with ws:// or wss:// (for a GeneXus base "
             "URL such as http://host/app/, build the endpoint first)"
         )
     if not parts.hostname:
-        raise InvalidURLError(f"URL {url!r} has no host")
+        raise InvalidURLError(f"URL {redact_url(url)!r} has no host")
     if parts.fragment or url.endswith("#"):
-        raise InvalidURLError(f"URL {url!r} has a #fragment, which WebSocket URLs may not have")
+        raise InvalidURLError(f"URL {redact_url(url)!r} has a #fragment, which WebSocket URLs may not have")
     if port == 0:
-        raise InvalidURLError(f"URL {url!r} has port 0")
+        raise InvalidURLError(f"URL {redact_url(url)!r} has port 0")
     resource = parts.path or "/"
     if parts.query or url.endswith("?"):
         resource += "?" + parts.query

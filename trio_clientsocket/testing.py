@@ -323,7 +323,7 @@ class MockServer:
         self.attempts += 1
         fault = self._take_fault("refuse")
         if not self.up or fault is not None:
-            raise OSError(errno.ECONNREFUSED, f"connection refused by the mock server ({url})")
+            raise OSError(errno.ECONNREFUSED, "connection refused by the mock server")
         client, server = trio.testing.memory_stream_pair()
         self._nursery.start_soon(self._serve_stream, server)
         await trio.lowlevel.checkpoint()

@@ -74,7 +74,7 @@ def test_redaction_rules() -> None:
 
 def test_header_errors_do_not_show_values() -> None:
     with pytest.raises(TypeError) as caught:
-        ClientSocket("ws://h/", headers={"Authorization": b"Bearer-S3CRET"})  # type: ignore[dict-item]
+        ClientSocket("ws://h/", headers={"Authorization": b"Bearer-S3CRET"})  # type: ignore[arg-type]
     assert_clean(str(caught.value))
 
 

@@ -105,7 +105,9 @@ def parse_url(url: object) -> Target:
     if not parts.hostname:
         raise InvalidURLError(f"URL {redact_url(url)!r} has no host")
     if parts.fragment or url.endswith("#"):
-        raise InvalidURLError(f"URL {redact_url(url)!r} has a #fragment, which WebSocket URLs may not have")
+        raise InvalidURLError(
+            f"URL {redact_url(url)!r} has a #fragment, which WebSocket URLs may not have"
+        )
     if port == 0:
         raise InvalidURLError(f"URL {redact_url(url)!r} has port 0")
     resource = parts.path or "/"

@@ -66,8 +66,14 @@ async def handler(ws: ServerConnection) -> None:
 
 async def main(port: int) -> None:
     async with serve(
-        handler, "127.0.0.1", port, compression=None, max_size=None, max_queue=None,
-        ping_interval=None, backlog=4096,
+        handler,
+        "127.0.0.1",
+        port,
+        compression=None,
+        max_size=None,
+        max_queue=None,
+        ping_interval=None,
+        backlog=4096,
     ) as server:
         bound = server.sockets[0].getsockname()[1]
         print(f"ready {bound}", flush=True)

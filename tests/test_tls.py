@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import sys
 
 import pytest
 import trio
@@ -67,3 +68,30 @@ async def test_untrusted_self_signed_is_fatal() -> None:
                 failed = await next_event(sock, ConnectionFailed)
                 assert isinstance(failed.error, ssl.SSLCertVerificationError)
                 assert failed.retry_in is None
+
+
+async def test_cli_insecure_flag_warns_and_connects() -> None:
+    server_ctx, _ = contexts("localhost")
+    with trio.fail_after(30):
+        async with open_mock_server(echo=True) as server:
+            port = await server.listen_tcp(ssl_context=server_ctx)
+            done = await trio.run_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "trio_clientsocket",
+                    "connect",
+                    f"wss://localhost:{port}/x",
+                    "--json",
+                    "--insecure",
+                    "--linger",
+                    "0.5",
+                ],
+                stdin=b"over tls\n",
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+    assert done.returncode == 0, done.stderr
+    assert b"WARNING: --insecure" in done.stderr
+    assert b'"message": "over tls"' in done.stdout

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -78,6 +79,11 @@ def add_commands(commands: Any) -> None:
         help="keepalive interval; 0 disables keepalive",
     )
     connect.add_argument("--ping-timeout", type=float, default=20.0, metavar="S")
+    connect.add_argument(
+        "--insecure",
+        action="store_true",
+        help="DANGER: do not verify the server's TLS certificate (development only)",
+    )
 
     serve = commands.add_parser(
         "serve",
@@ -138,6 +144,16 @@ def _socket(args: argparse.Namespace) -> ClientSocket:
                 max_attempts=args.max_attempts,
             )
         keepalive = args.ping_interval > 0
+        context = None
+        if args.insecure:
+            print(
+                "WARNING: --insecure: the server's TLS certificate is NOT verified; "
+                "anyone on the network path can read and change this connection",
+                file=sys.stderr,
+            )
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
         return ClientSocket(
             url,
             reconnect=reconnect,
@@ -145,6 +161,7 @@ def _socket(args: argparse.Namespace) -> ClientSocket:
             ping_interval=args.ping_interval if keepalive else None,
             ping_timeout=args.ping_timeout if keepalive else None,
             headers=headers or None,
+            ssl_context=context,
         )
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None

@@ -173,3 +173,17 @@ async def test_close_while_connected_event_waits_is_prompt(
         await sock.close()
         assert trio.current_time() == start
     assert server.connections[0].close_code == 1000
+
+
+async def test_exit_with_full_outbox_and_blocked_sender_is_bounded(
+    server: MockServer, autojump_clock: object
+) -> None:
+    await server.stop()
+    with trio.move_on_after(10):
+        async with socket(server, outbox_size=2, close_timeout=1) as sock, trio.open_nursery() as n:
+            await sock.send("a")
+            await sock.send("b")
+            n.start_soon(sock.send, "c")  # waits: the outbox is full
+            await trio.sleep_forever()
+    assert trio.current_time() == 10.0  # cancelled at 10; nothing connected to close
+    assert Undelivered(messages=("a", "b"), reason="closed") in _drain(sock)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import math
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
@@ -126,7 +125,6 @@ class _Run:
     scope: trio.CancelScope = attrs.field(factory=lambda: trio.CancelScope(shield=True))
     close_requested: trio.Event = attrs.field(factory=trio.Event)
     done: trio.Event = attrs.field(factory=trio.Event)
-    deadline: float = math.inf
     current_url: str | None = None
 
 
@@ -604,12 +602,13 @@ class ClientSocket:
             return ()
         with trio.CancelScope(shield=True):
             deadline = trio.current_time() + self._close_timeout
-            connected = self._machine.state in (State.CONNECTED, State.CLOSING)
+            session = self._session if self._machine.state is State.CONNECTED else None
             for live in self._runs:
-                live.deadline = min(live.deadline, deadline)
                 live.close_requested.set()
-                if live is not run or not connected:
+                if live is not run or session is None:
                     live.scope.cancel()  # connecting, waiting or giving up: nothing to flush
+            if session is not None:
+                await self._close_session(session, deadline)
             with trio.move_on_at(deadline):
                 for live in list(self._runs):
                     await live.done.wait()
@@ -806,11 +805,10 @@ class ClientSocket:
         log.info("connected to %s", redact_url(run.current_url))
         async with trio.open_nursery() as tasks:
             session.scope = tasks.cancel_scope
-            tasks.start_soon(self._closer, run, session)  # close() works from now on
             tasks.start_soon(self._writer, session)  # the outbox goes out at once
             await self._emit(Connected(url=run.current_url or ""))
             if session.closing:
-                return  # close() came first: the closer reads what is left
+                return  # close() came first: _close_session() reads what is left
             session.reading = True
             tasks.start_soon(self._reader, session)
             if self._ping_interval is not None and self._ping_timeout is not None:
@@ -862,15 +860,16 @@ class ClientSocket:
         if lost is not None:
             self._report_nowait((lost,), "in flight")
 
-    async def _closer(self, run: _Run, session: _Session) -> None:
-        await run.close_requested.wait()
+    async def _close_session(self, session: _Session, deadline: float) -> None:
+        """Flush the outbox, close with 1000 and end the session, by ``deadline``.
+        Runs in the task that called close() (or left the block), shielded."""
         session.closing = True
         if session.reader_wait is not None:
             session.reader_wait.cancel()  # let the reader see the peer's close frame
         self._set(Trigger.CLOSE)
-        with trio.move_on_at(run.deadline):
+        with trio.move_on_at(deadline):
             await self._outbox.wait_empty()
-        with trio.move_on_at(run.deadline):
+        with trio.move_on_at(deadline):
             if session.reading:
                 await session.ws.aclose(1000)
             else:  # the reader never started: read the peer's close frame here

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import Literal, Protocol
 
 import trio
@@ -108,7 +108,7 @@ class WsprotoConnection:
     ) -> None:
         self._stream = stream
         self._ws = ws
-        self._pending: deque[Event] = deque(pending)
+        self._pending: list[Event] = pending  # parsed, not yet handled (a list: cheap idle)
         self._max_size = max_size
         self._lock = trio.StrictFIFOLock()
         self._pings: OrderedDict[bytes, trio.Event] = OrderedDict()
@@ -165,16 +165,17 @@ class WsprotoConnection:
     async def receive_batch(self) -> list[Message]:
         out: list[Message] = []
         while True:
-            while self._pending:
-                event = self._pending.popleft()
+            pending, self._pending = self._pending, []
+            for event in pending:
                 if isinstance(event, TextMessage | BytesMessage):
                     message = self._message(event)
-                    if message is not None:
+                    if message is TOO_BIG:
+                        await self._control(CloseConnection(code=1009, reason=TOO_BIG))
+                    elif message is not None:
                         out.append(message)
                 else:
                     await self._control(event)
                 if self._ended.is_set():
-                    self._pending.clear()
                     break
             if out:
                 return out
@@ -193,17 +194,16 @@ class WsprotoConnection:
             return
         try:
             self._ws.receive_data(bytes(data))
-            self._pending.extend(self._ws.events())
+            self._pending = list(self._ws.events())
         except WsprotoError as exc:  # pragma: no cover - wsproto reports these as a close
             self._end(CloseReason(1002, str(exc)))
 
     def _message(self, event: TextMessage | BytesMessage) -> Message | None:
         self._size += len(event.data)
         if self._size > self._max_size:
-            self._pending.appendleft(CloseConnection(code=1009, reason=TOO_BIG))
             self._parts = []
             self._size = 0
-            return None
+            return TOO_BIG  # the caller closes with 1009
         if event.message_finished and not self._parts:
             self._size = 0
             data = event.data

@@ -139,10 +139,9 @@ class _Session:
     failure: Exception | None = None
     closing: bool = False
     reading: bool = False
-    reader_blocked: bool = False
     reader_wait: trio.CancelScope | None = None
     stalls: int = 0
-    unblocked: trio.Event = attrs.field(factory=trio.Event)
+    unblocked: trio.Event | None = None  # set while the reader waits on a full buffer
 
     def fail(self, error: Exception) -> None:
         """End the session with ``error``, unless it is closing on request (then
@@ -731,8 +730,9 @@ class ClientSocket:
                     scope=nursery.cancel_scope,
                     connected_at=trio.current_time(),
                 )
-                await self._serve(run, session, reconnect=reconnect)
-                nursery.cancel_scope.cancel()  # stop trio-websocket's reader too
+                # The session's tasks run in this nursery (beside trio-websocket's
+                # reader); session.scope ends them all when the session ends.
+                await self._serve(run, session, nursery, reconnect=reconnect)
         except BaseExceptionGroup as group:
             error = _single_failure(group)
             if error is group:
@@ -797,22 +797,23 @@ class ClientSocket:
             watch.cancel()
         return TrioWebsocketConnection(ws)
 
-    async def _serve(self, run: _Run, session: _Session, *, reconnect: bool) -> None:
+    async def _serve(
+        self, run: _Run, session: _Session, tasks: trio.Nursery, *, reconnect: bool
+    ) -> None:
+        """Start the session's tasks in ``tasks`` (the connection's nursery)."""
         self._session = session
         if reconnect:
             self._counters.reconnects += 1
         self._set(Trigger.HANDSHAKE_OK)
         log.info("connected to %s", redact_url(run.current_url))
-        async with trio.open_nursery() as tasks:
-            session.scope = tasks.cancel_scope
-            tasks.start_soon(self._writer, session)  # the outbox goes out at once
-            await self._emit(Connected(url=run.current_url or ""))
-            if session.closing:
-                return  # close() came first: _close_session() reads what is left
-            session.reading = True
-            tasks.start_soon(self._reader, session)
-            if self._ping_interval is not None and self._ping_timeout is not None:
-                tasks.start_soon(self._keepalive, session, self._ping_interval, self._ping_timeout)
+        tasks.start_soon(self._writer, session)  # the outbox goes out at once
+        await self._emit(Connected(url=run.current_url or ""))
+        if session.closing:
+            return  # close() came first: _close_session() reads what is left
+        session.reading = True
+        tasks.start_soon(self._reader, session)
+        if self._ping_interval is not None and self._ping_timeout is not None:
+            tasks.start_soon(self._keepalive, session, self._ping_interval, self._ping_timeout)
 
     async def _reader(self, session: _Session) -> None:
         ws = session.ws
@@ -829,16 +830,15 @@ class ClientSocket:
                 event = MessageReceived(message)
                 if session.closing or events.put_nowait(event):
                     continue  # closing: what arrives now is not delivered
-                session.reader_blocked = True
                 session.stalls += 1
+                session.unblocked = trio.Event()
                 try:
                     with trio.CancelScope() as session.reader_wait:
                         await events.put(event)  # backpressure: wait for the reader
                 finally:
                     session.reader_wait = None
-                    session.reader_blocked = False
                     session.unblocked.set()
-                    session.unblocked = trio.Event()
+                    session.unblocked = None
 
     async def _writer(self, session: _Session) -> None:
         ws = session.ws
@@ -895,11 +895,11 @@ class ClientSocket:
                 if not wait.cancelled_caught:
                     self._counters.last_rtt = trio.current_time() - sent_at
                     break
-                if session.reader_blocked or session.stalls != stalls:
-                    # The application is not reading events(): trio-websocket
-                    # stopped reading the socket, so the pong is waiting there.
-                    # That is local backpressure, not a dead peer.
-                    if session.reader_blocked:
+                if session.unblocked is not None or session.stalls != stalls:
+                    # The application is not reading events(): the socket stopped
+                    # reading the network, so the pong is waiting there. That is
+                    # local backpressure, not a dead peer.
+                    if session.unblocked is not None:
                         await session.unblocked.wait()
                     continue
                 if stream.bytes_in != bytes_in or stream.bytes_out > bytes_out + _PING_FRAME:

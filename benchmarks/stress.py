@@ -23,9 +23,9 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import AsyncExitStack
 
 import trio
+import trio.testing
 
 from trio_clientsocket import (
     Backoff,
@@ -197,38 +197,42 @@ async def many(sockets: int) -> bool:
     before = rss_mib()
     reconnected: list[float] = []
     try:
-        async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
-            socks = []
-            for i in range(sockets):
-                sock = await stack.enter_async_context(
-                    ClientSocket(
-                        f"ws://127.0.0.1:{port}/many/gxwebsocket?c{i}",
-                        reconnect=Backoff(initial=1.0, jitter=0.5),
-                    )
-                )
-                socks.append(sock)
+        async with trio.open_nursery() as nursery:
+
+            async def hold(i: int, *, task_status: trio.TaskStatus[ClientSocket]) -> None:
+                # one task per socket: 10,000 nested `async with` would nest
+                # 10,000 cancel scopes, deeper than Python's recursion limit
+                url = f"ws://127.0.0.1:{port}/many/gxwebsocket?c{i}"
+                async with ClientSocket(url, reconnect=Backoff(initial=1.0, jitter=0.5)) as sock:
+                    task_status.started(sock)
+                    await trio.sleep_forever()
+
+            socks = [await nursery.start(hold, i) for i in range(sockets)]
             with trio.fail_after(120):
                 for sock in socks:
                     await sock.wait_connected()
             per_socket = (rss_mib() - before) * 1024 / sockets
             print(f"{sockets} sockets connected; memory {per_socket:.1f} KiB per socket")
-            server.kill()
-            server.wait()
-            killed_at = trio.current_time()
-            server = start_server(port)
+            killed_at: float | None = None
 
             async def watch(sock: ClientSocket) -> None:
                 async for event in sock.events():
-                    if isinstance(event, Connected) and trio.current_time() > killed_at:
+                    if isinstance(event, Connected) and killed_at is not None:
                         reconnected.append(trio.current_time() - killed_at)
                         return
                     if isinstance(event, ConnectionFailed) and event.retry_in is None:
                         return
 
-            with trio.fail_after(120):
+            with trio.fail_after(180):
                 async with trio.open_nursery() as watchers:
                     for sock in socks:
                         watchers.start_soon(watch, sock)
+                    await trio.testing.wait_all_tasks_blocked()  # initial events read
+                    server.kill()
+                    killed_at = trio.current_time()
+                    await trio.to_thread.run_sync(server.wait)
+                    server = await trio.to_thread.run_sync(start_server, port)
+                    print(f"server back after {trio.current_time() - killed_at:.2f} s")
             nursery.cancel_scope.cancel()
     finally:
         server.kill()

@@ -119,3 +119,17 @@ def test_cli_bad_url_error_is_clean() -> None:
     )
     assert done.returncode == 2
     assert_clean(done.stderr)
+
+
+async def test_visible_query_keys_are_configurable(
+    caplog: pytest.LogCaptureFixture, autojump_clock: object
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_clientsocket")
+    url = "ws://h/x?abc&page=2&token=tok-S3CRET"
+    async with open_mock_server() as server:
+        async with ClientSocket(
+            url, open_stream=server.open_stream, visible_query_keys={"page"}
+        ) as sock:
+            await sock.wait_connected()
+            assert repr(sock) == "<ClientSocket Connected ws://h/x?abc&page=2&token=***>"
+    assert "connected to ws://h/x?abc&page=2&token=***" in caplog.text

@@ -239,6 +239,9 @@ class ClientSocket:
         transport: ``"trio-websocket"`` (default) or ``"wsproto"``: wsproto driven
             directly by the socket's reader, without trio-websocket's reader task
             and channel; faster, same behaviour (see the performance page).
+        visible_query_keys: query parameters whose values may appear in the
+            socket's repr and log records; every other ``key=value`` value shows
+            as ``***`` (the GeneXus client id, a bare token, always shows).
     """
 
     def __init__(
@@ -259,6 +262,7 @@ class ClientSocket:
         classify: Classify | None = None,
         open_stream: OpenStream | None = None,
         transport: Transport = "trio-websocket",
+        visible_query_keys: Iterable[str] = (),
     ) -> None:
         if isinstance(url, str):
             parse_url(url)
@@ -297,6 +301,7 @@ class ClientSocket:
         self._classify = classify if classify is not None else Classifier()
         self._open_stream = open_stream if open_stream is not None else tcp_opener(ssl_context)
         self._transport = transport
+        self._visible_keys = frozenset(visible_query_keys)
         self._outbox = Outbox(outbox_size)
         self._events = EventStream(event_buffer)
         self._machine = ConnectionState()
@@ -542,7 +547,7 @@ class ClientSocket:
         )
 
     def __repr__(self) -> str:
-        url = f" {redact_url(self.url)}" if self.url else ""
+        url = f" {redact_url(self.url, self._visible_keys)}" if self.url else ""
         return f"<ClientSocket {self.status.value}{url}>"
 
     # -- sending -------------------------------------------------------------
@@ -679,7 +684,8 @@ class ClientSocket:
         counters.failures += 1
         counters.last_error = error
         backoff = self._reconnect
-        log.warning("connection to %s failed: %s", redact_url(run.current_url), error)
+        shown = redact_url(run.current_url, self._visible_keys)
+        log.warning("connection to %s failed: %s", shown, error)
         if (
             backoff is None
             or not self._classify(error)
@@ -805,7 +811,7 @@ class ClientSocket:
         if reconnect:
             self._counters.reconnects += 1
         self._set(Trigger.HANDSHAKE_OK)
-        log.info("connected to %s", redact_url(run.current_url))
+        log.info("connected to %s", redact_url(run.current_url, self._visible_keys))
         tasks.start_soon(self._writer, session)  # the outbox goes out at once
         await self._emit(Connected(url=run.current_url or ""))
         if session.closing:

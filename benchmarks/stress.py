@@ -187,7 +187,7 @@ def start_server(port: int) -> subprocess.Popen[str]:
     return process
 
 
-async def many(sockets: int) -> bool:
+async def many(sockets: int, limit: int) -> bool:
     import socket as stdlib_socket
 
     with stdlib_socket.socket() as probe:
@@ -197,13 +197,15 @@ async def many(sockets: int) -> bool:
     before = rss_mib()
     reconnected: list[float] = []
     try:
+        limiter = trio.CapacityLimiter(limit) if limit else None
         async with trio.open_nursery() as nursery:
 
             async def hold(i: int, *, task_status: trio.TaskStatus[ClientSocket]) -> None:
                 # one task per socket: 10,000 nested `async with` would nest
                 # 10,000 cancel scopes, deeper than Python's recursion limit
                 url = f"ws://127.0.0.1:{port}/many/gxwebsocket?c{i}"
-                async with ClientSocket(url, reconnect=Backoff(initial=1.0, jitter=0.5)) as sock:
+                policy = Backoff(initial=1.0, jitter=0.5)
+                async with ClientSocket(url, reconnect=policy, connect_limiter=limiter) as sock:
                     task_status.started(sock)
                     await trio.sleep_forever()
 
@@ -223,7 +225,7 @@ async def many(sockets: int) -> bool:
                     if isinstance(event, ConnectionFailed) and event.retry_in is None:
                         return
 
-            with trio.fail_after(180):
+            with trio.move_on_after(300):
                 async with trio.open_nursery() as watchers:
                     for sock in socks:
                         watchers.start_soon(watch, sock)
@@ -233,11 +235,21 @@ async def many(sockets: int) -> bool:
                     await trio.to_thread.run_sync(server.wait)
                     server = await trio.to_thread.run_sync(start_server, port)
                     print(f"server back after {trio.current_time() - killed_at:.2f} s")
+                    while len(reconnected) < sockets:
+                        await trio.sleep(10)
+                        print(
+                            f"  t+{trio.current_time() - killed_at:.0f} s: "
+                            f"{len(reconnected)} reconnected",
+                            flush=True,
+                        )
             nursery.cancel_scope.cancel()
     finally:
         server.kill()
         server.wait()
     reconnected.sort()
+    if not reconnected:
+        print("none reconnected")
+        return False
     deciles = [reconnected[int(len(reconnected) * q / 10)] for q in range(10)] + [reconnected[-1]]
     print(f"{len(reconnected)} of {sockets} reconnected after the restart")
     print("reconnect time after the kill, deciles (s): " + " ".join(f"{d:.2f}" for d in deciles))
@@ -253,6 +265,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["soak", "flood", "many"])
     parser.add_argument("--quick", action="store_true", help="smaller counts")
+    parser.add_argument("--sockets", type=int, default=0, help="for many: how many sockets")
+    parser.add_argument(
+        "--limit", type=int, default=100, help="for many: attempts at once (0: no limiter)"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     if args.what == "soak":
@@ -260,7 +276,7 @@ def main() -> int:
     elif args.what == "flood":
         ok = trio.run(flood, 6.0 if args.quick else 20.0)
     else:
-        ok = trio.run(many, 1000 if args.quick else 10_000)
+        ok = trio.run(many, args.sockets or (1000 if args.quick else 10_000), args.limit)
     print(f"{'OK' if ok else 'FAILED'} in {time.perf_counter() - start:.1f} s")
     return 0 if ok else 1
 

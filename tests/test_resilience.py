@@ -285,3 +285,19 @@ async def test_message_in_flight_at_loss_is_reported_not_resent(
         await server.wait_for(lambda: len(server.received) == 2)
     assert server.received == ["delivered", "queued behind it"]
     assert sock.statistics().messages_dropped == 1
+
+
+async def test_connect_limiter_bounds_concurrent_attempts(
+    server: MockServer, autojump_clock: object
+) -> None:
+    server.delay_handshake(5, count=2)
+    limiter = trio.CapacityLimiter(1)
+    async with (
+        socket(server, connect_limiter=limiter, connect_timeout=7) as first,
+        socket(server, connect_limiter=limiter, connect_timeout=7) as second,
+    ):
+        await first.wait_connected()
+        await second.wait_connected()
+    # one handshake at a time, and the timeout counts from when the slot is had
+    assert sorted(c.opened_at for c in server.connections) == [5.0, 10.0]
+    assert first.statistics().attempts == second.statistics().attempts == 1

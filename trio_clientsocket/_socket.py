@@ -242,6 +242,11 @@ class ClientSocket:
         visible_query_keys: query parameters whose values may appear in the
             socket's repr and log records; every other ``key=value`` value shows
             as ``***`` (the GeneXus client id, a bare token, always shows).
+        connect_limiter: a ``trio.CapacityLimiter`` shared by many sockets to
+            bound how many attempts run at once (TCP + TLS + handshake), so that
+            thousands of sockets in one process reconnecting together do not
+            each time out waiting for the CPU. ``connect_timeout`` counts from
+            when the attempt gets its slot.
     """
 
     def __init__(
@@ -263,6 +268,7 @@ class ClientSocket:
         open_stream: OpenStream | None = None,
         transport: Transport = "trio-websocket",
         visible_query_keys: Iterable[str] = (),
+        connect_limiter: trio.CapacityLimiter | None = None,
     ) -> None:
         if isinstance(url, str):
             parse_url(url)
@@ -302,6 +308,9 @@ class ClientSocket:
         self._open_stream = open_stream if open_stream is not None else tcp_opener(ssl_context)
         self._transport = transport
         self._visible_keys = frozenset(visible_query_keys)
+        if connect_limiter is not None and not isinstance(connect_limiter, trio.CapacityLimiter):
+            raise TypeError("connect_limiter must be a trio.CapacityLimiter")
+        self._connect_limiter = connect_limiter
         self._outbox = Outbox(outbox_size)
         self._events = EventStream(event_buffer)
         self._machine = ConnectionState()
@@ -717,14 +726,21 @@ class ClientSocket:
         ws: Connection | None = None
         try:
             async with trio.open_nursery() as nursery:
-                with trio.move_on_after(self._connect_timeout) as handshake:
-                    stream = ObservedStream(await self._open_stream(target.url))
-                    if self._transport == "wsproto":
-                        ws = await WsprotoConnection.handshake(
-                            stream, target, headers, self._max_message_size
-                        )
-                    else:
-                        ws = await self._handshake(nursery, stream, target, headers, handshake)
+                limiter = self._connect_limiter
+                if limiter is not None:
+                    await limiter.acquire()  # the timeout starts once a slot is ours
+                try:
+                    with trio.move_on_after(self._connect_timeout) as handshake:
+                        stream = ObservedStream(await self._open_stream(target.url))
+                        if self._transport == "wsproto":
+                            ws = await WsprotoConnection.handshake(
+                                stream, target, headers, self._max_message_size
+                            )
+                        else:
+                            ws = await self._handshake(nursery, stream, target, headers, handshake)
+                finally:
+                    if limiter is not None:
+                        limiter.release()
                 if ws is None:
                     if stream is not None and stream.broken:
                         raise _handshake_failure(stream)
@@ -984,4 +1000,3 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
         else:
             out.append(exc)
     return out
-

@@ -10,7 +10,9 @@ from trio_clientsocket import (
     Closed,
     Connected,
     ConnectionFailed,
+    ConnectionLost,
     KeepaliveTimeout,
+    MessageReceived,
     State,
     Status,
     Undelivered,
@@ -187,3 +189,57 @@ async def test_exit_with_full_outbox_and_blocked_sender_is_bounded(
             await trio.sleep_forever()
     assert trio.current_time() == 10.0  # cancelled at 10; nothing connected to close
     assert Undelivered(messages=("a", "b"), reason="closed") in _drain(sock)
+
+
+async def test_ping_then_close_in_one_read(server: MockServer, autojump_clock: object) -> None:
+    async with socket(server) as sock:
+        connection = await server.wait_connections(1)
+        close = bytes([0x88, 9]) + (1008).to_bytes(2, "big") + b"go away"
+        await connection.send_raw(bytes([0x81, 4]) + b"last" + bytes([0x89, 2]) + b"hi" + close)
+        got = []
+        async for event in sock.events():
+            if isinstance(event, MessageReceived):
+                got.append(event.message)
+            if isinstance(event, ConnectionFailed):
+                failed = event
+                break
+    assert got == ["last"]
+    assert isinstance(failed.error, ConnectionLost)
+    assert failed.error.code == 1008
+    assert failed.retry_in is None  # 1008 is fatal: not retried
+
+
+async def test_close_just_after_a_drop_is_prompt(
+    server: MockServer, autojump_clock: object
+) -> None:
+    async with socket(server) as sock:
+        await sock.wait_connected()
+        await server.drop_all()
+        await trio.lowlevel.checkpoint()
+        await sock.send("late")
+        start = trio.current_time()
+        assert await sock.close() == ("late",)
+        assert trio.current_time() == start
+        assert sock.status is Status.DISCONNECTED
+
+
+async def test_exit_waits_for_a_close_under_way(server: MockServer, autojump_clock: object) -> None:
+    async with socket(server, close_timeout=3) as sock, trio.open_nursery() as nursery:
+        await sock.wait_connected()
+        server.stall()
+        nursery.start_soon(sock.close)
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(1)
+        server.resume()  # the server answers the close frame at t=1
+    assert trio.current_time() == 1.0
+    assert server.connections[0].close_code == 1000
+
+
+async def test_drop_oldest_reports_are_merged(server: MockServer, autojump_clock: object) -> None:
+    server.up = False
+    async with socket(server, outbox_size=2, overflow="drop-oldest", event_buffer=4) as sock:
+        for i in range(1000):
+            await sock.send(str(i))
+        assert len(sock.events()) <= 4 + 1
+    dropped = [e for e in _drain(sock) if isinstance(e, Undelivered) and e.reason == "dropped"]
+    assert [m for e in dropped for m in e.messages] == [str(i) for i in range(998)]

@@ -249,7 +249,12 @@ class WsprotoConnection:
 
     async def _write(self, event: Event) -> None:
         async with self._lock:
-            if self._ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            state = self._ws.state
+            # Once the peer's close frame is parsed, only our close reply may go.
+            if not (
+                state is ConnectionState.OPEN
+                or (state is ConnectionState.REMOTE_CLOSING and isinstance(event, CloseConnection))
+            ):
                 raise ConnectionClosed(self._closed or CloseReason(1006, None))
             data = self._ws.send(event)
             try:

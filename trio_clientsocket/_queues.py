@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from ._events import Event, Message
+from ._events import Event, Message, Undelivered
 
 __all__ = ["EventStream", "Outbox"]
 
@@ -123,6 +123,18 @@ class EventStream:
         self._items.append(event)
         if self._readers:
             self._readers.unpark()
+
+    def put_report(self, report: Undelivered) -> None:
+        """``put_final`` an Undelivered report, merged into the last buffered
+        event when that is an unread report of the same reason: a burst of
+        drop-oldest overflow makes one event, not one per message."""
+        last = self._items[-1] if self._items else None
+        if isinstance(last, Undelivered) and last.reason == report.reason:
+            self._items[-1] = Undelivered(
+                messages=last.messages + report.messages, reason=report.reason
+            )
+            return
+        self.put_final(report)
 
     def close(self) -> None:
         """End the stream once the buffered events are read."""

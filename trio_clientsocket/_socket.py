@@ -145,7 +145,7 @@ class _Session:
 
     def fail(self, error: Exception) -> None:
         """End the session with ``error``, unless it is closing on request (then
-        the closer ends it, within the close deadline)."""
+        _close_session() ends it, within the close deadline)."""
         if self.closing:
             return
         if self.failure is None:
@@ -351,9 +351,11 @@ class ClientSocket:
         assert self._nursery is not None
         assert self._nursery_manager is not None
         try:
-            # Close gracefully even when the block is being cancelled: _stop()
-            # is shielded, and never takes longer than close_timeout.
-            await self._stop()
+            # Close gracefully even when the block is being cancelled (shielded,
+            # never longer than close_timeout), after any close() under way.
+            with trio.CancelScope(shield=True):
+                async with self._control:
+                    await self._stop()
         finally:
             self._nursery.cancel_scope.cancel()
             try:
@@ -601,14 +603,15 @@ class ClientSocket:
         if messages:
             self._counters.dropped += len(messages)
             log.warning("%d message(s) undelivered: %s", len(messages), reason)
-            self._events.put_final(Undelivered(messages=messages, reason=reason))
+            self._events.put_report(Undelivered(messages=messages, reason=reason))
 
     # -- stopping ------------------------------------------------------------
 
     async def _stop(self) -> tuple[Message, ...]:
         """End every live run: flush the outbox and close with 1000, within
-        ``close_timeout``; then force what is left. Shielded: a cancelled
-        ``close()`` or ``async with`` exit still leaves the socket closed."""
+        ``close_timeout``; then force what is left. Shielded: once started, a
+        cancelled ``close()`` or ``async with`` exit still leaves the socket
+        closed. Always called with ``self._control`` held."""
         run = self._run
         self._run = None  # send() raises from here on
         if not self._runs:
@@ -616,6 +619,8 @@ class ClientSocket:
         with trio.CancelScope(shield=True):
             deadline = trio.current_time() + self._close_timeout
             session = self._session if self._machine.state is State.CONNECTED else None
+            if session is not None and (session.failure or session.scope.cancel_called):
+                session = None  # it already ended: nothing can be flushed
             for live in self._runs:
                 live.close_requested.set()
                 if live is not run or session is None:

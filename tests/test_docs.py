@@ -76,3 +76,12 @@ def test_block_runs(page: str, code: str, tmp_path: Path) -> None:
         server.wait()
         assert server.stdout is not None
         server.stdout.close()
+
+
+def test_readme_python_compiles() -> None:
+    """The README's example connects to a server of the reader's: compile it, at least."""
+    readme = (DOCS.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert blocks
+    for code in blocks:
+        compile(code, "README.md block", "exec")

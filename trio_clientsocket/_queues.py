@@ -95,10 +95,6 @@ class EventStream:
 
     # -- the socket's side -------------------------------------------------
 
-    @property
-    def full(self) -> bool:
-        return len(self._items) >= self._bound
-
     def put_nowait(self, event: Event) -> bool:
         """Append ``event`` unless the buffer is full; True if appended."""
         if len(self._items) >= self._bound:

@@ -49,6 +49,7 @@ __all__ = ["TOO_BIG", "Connection", "Transport", "TrioWebsocketConnection", "Wsp
 Transport = Literal["trio-websocket", "wsproto"]
 TOO_BIG = "Exceeded maximum message size"
 _READ = 65536
+_QUEUE = 16  # messages trio-websocket's reader may parse ahead of ClientSocket's
 
 
 class Connection(Protocol):
@@ -72,20 +73,104 @@ class Connection(Protocol):
         ...
 
 
-class TrioWebsocketConnection:
-    """trio-websocket's connection behind the seam."""
+class _Inbox:
+    """Takes the place of trio-websocket's internal message channel (both ends).
 
-    __slots__ = ("ws",)
+    trio-websocket's reader task hands each message through a memory channel,
+    whose ``send()`` switches tasks once per message; ClientSocket's reader then
+    takes them one switch at a time. Here the reader task appends to a list
+    without yielding while fewer than ``bound`` messages wait, so that one read
+    of 64 KiB is parsed in one step and ClientSocket's reader takes the whole
+    batch in one step too. When ``bound`` messages wait, trio-websocket's reader
+    waits (backpressure, as with its own channel).
+
+    At most one task waits on each side (trio-websocket's reader, ClientSocket's
+    reader), so each side parks its task directly."""
+
+    __slots__ = ("_bound", "_closed", "_items", "_reader", "_writer")
+
+    def __init__(self, bound: int) -> None:
+        self._bound = bound
+        self._items: list[Message] = []
+        self._closed = False
+        self._reader: trio.lowlevel.Task | None = None
+        self._writer: trio.lowlevel.Task | None = None
+
+    # trio-websocket's side: the MemorySendChannel/MemoryReceiveChannel methods it calls
+
+    async def send(self, message: Message) -> None:
+        while len(self._items) >= self._bound and not self._closed:
+            await self._park_writer()
+        if self._closed:
+            raise trio.ClosedResourceError
+        self._items.append(message)
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            trio.lowlevel.reschedule(reader)
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        self._closed = True
+        for task in (self._reader, self._writer):
+            if task is not None:
+                trio.lowlevel.reschedule(task)
+        self._reader = self._writer = None
+
+    # ClientSocket's side
+
+    async def receive_batch(self) -> list[Message] | None:
+        """Every waiting message, waiting for one; None once closed and empty."""
+        while not self._items:
+            if self._closed:
+                return None
+            self._reader = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort_reader)
+        batch, self._items = self._items, []
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            trio.lowlevel.reschedule(writer)
+        return batch
+
+    async def _park_writer(self) -> None:
+        self._writer = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort_writer)
+
+    def _abort_reader(self, _: object) -> trio.lowlevel.Abort:
+        self._reader = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _abort_writer(self, _: object) -> trio.lowlevel.Abort:
+        self._writer = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+class TrioWebsocketConnection:
+    """trio-websocket's connection behind the seam.
+
+    Messages come through an ``_Inbox`` put in place of trio-websocket's
+    message channel (``inbox=None`` when a trio-websocket release no longer has
+    that channel: then through ``get_message()``, one task switch per message)."""
+
+    __slots__ = ("inbox", "ws")
 
     def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
         self.ws = ws
+        self.inbox = _install_inbox(ws)
 
     @property
     def closed(self) -> CloseReason | None:
         return self.ws.closed
 
     async def receive_batch(self) -> list[Message]:
-        return [await self.ws.get_message()]
+        if self.inbox is None:
+            return [await self.ws.get_message()]
+        batch = await self.inbox.receive_batch()
+        if batch is None:
+            raise ConnectionClosed(self.ws.closed or CloseReason(1006, None))
+        return batch
 
     async def send_message(self, message: Message) -> None:
         await self.ws.send_message(message)
@@ -95,6 +180,33 @@ class TrioWebsocketConnection:
 
     async def aclose(self, code: int) -> None:
         await self.ws.aclose(code)
+
+
+def _install_inbox(ws: trio_websocket.WebSocketConnection) -> _Inbox | None:
+    """Put an ``_Inbox`` in place of ``ws``'s message channel, keeping what the
+    channel already holds (messages that came with the handshake answer)."""
+    sender = getattr(ws, "_send_channel", None)
+    receiver = getattr(ws, "_recv_channel", None)
+    if not (
+        isinstance(sender, trio.MemorySendChannel)
+        and isinstance(receiver, trio.MemoryReceiveChannel)
+    ):
+        return None  # pragma: no cover - a trio-websocket without this channel
+    inbox = _Inbox(_QUEUE)
+    # Before the swap returns to the scheduler: trio-websocket's reader sends
+    # into, and closes, whatever these attributes name when it gets there.
+    ws._send_channel = ws._recv_channel = inbox  # type: ignore[assignment]
+    while True:
+        try:
+            inbox._items.append(receiver.receive_nowait())
+        except trio.WouldBlock:
+            break
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            inbox.close()  # it had already ended
+            break
+    if ws.closed is not None:
+        inbox.close()
+    return inbox
 
 
 class WsprotoConnection:
@@ -291,4 +403,3 @@ class WsprotoConnection:
         if self._ws.state is ConnectionState.OPEN:
             await self._write_quietly(CloseConnection(code=code))
         await self._ended.wait()
-

@@ -12,6 +12,7 @@ from ._events import Event, Message, Undelivered
 
 __all__ = ["EventStream", "Outbox"]
 
+
 class _Empty(deque[Any]):
     """The shared stand-in of an idle queue: an empty deque costs 760 bytes, and
     most sockets spend their life with both queues empty. Appending to it is a bug."""

@@ -816,9 +816,10 @@ class ClientSocket:
                 target.host_header,
                 target.resource,
                 extra_headers=headers,
-                # trio-websocket's reader may run 16 messages ahead of ours, and
-                # reads 64 KiB at a time (its 4 KiB default makes 64 KiB messages
-                # 4x slower): the settings the benchmark compares against.
+                # trio-websocket's reader may run 16 messages ahead of ours (the
+                # connection's _Inbox keeps that bound), and reads 64 KiB at a
+                # time (its 4 KiB default makes 64 KiB messages 4x slower): the
+                # settings the benchmark compares against.
                 message_queue_size=16,
                 max_message_size=self._max_message_size,
                 receive_buffer_size=65536,

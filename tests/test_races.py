@@ -119,13 +119,82 @@ async def test_drop_oldest_never_drops_the_message_being_written(
         "ws://x/", open_stream=slow, outbox_size=1, overflow="drop-oldest", ping_interval=None
     ) as sock:
         await sock.wait_connected()
-        await sock.send("A" * 10_000)  # taken by the writer: in flight for 0.5 s
+        await sock.send("A" * 20_000)  # too big to write directly: the writer takes it
         await trio.sleep(0.01)
         await sock.send("B")
         await sock.send("C")  # the outbox (1) holds B: B is dropped, not A
         await sock.wait_sent()
-    assert server.received == ["A" * 10_000, "C"]
+    assert server.received == ["A" * 20_000, "C"]
     assert Undelivered(messages=("B",), reason="dropped") in _drain(sock)
+
+
+async def test_sends_behind_a_direct_write_wait_for_it_in_order(
+    server: MockServer, autojump_clock: object
+) -> None:
+    """A small send() on an idle connection is written by the calling task; sends
+    from other tasks meanwhile queue behind it, and nothing overtakes it."""
+
+    async def slow(url: str) -> trio.abc.Stream:
+        return _SlowUplink(await server.open_stream(url))
+
+    async with client_socket("ws://x/", open_stream=slow, ping_interval=None) as sock:
+        await sock.wait_connected()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sock.send, "A" * 5000)  # 0.3 s on this uplink
+            await trio.sleep(0.05)
+            assert sock.statistics().outbox_depth == 1  # in flight, in that task
+            await sock.send("B")
+            sock.send_nowait("C")
+        await sock.wait_sent()
+        assert sock.statistics().messages_sent == 3
+    assert server.received == ["A" * 5000, "B", "C"]
+
+
+async def test_send_cancelled_part_way_through_a_frame_ends_the_connection(
+    server: MockServer, autojump_clock: object
+) -> None:
+    """Part of the frame is on the wire: the connection cannot carry another
+    message. It ends, the message is reported, and the socket reconnects."""
+
+    async def slow(url: str) -> trio.abc.Stream:
+        return _SlowUplink(await server.open_stream(url))
+
+    async with client_socket(
+        "ws://x/", open_stream=slow, ping_interval=None, reconnect=Backoff(jitter=0.0)
+    ) as sock:
+        await sock.wait_connected()
+        with trio.move_on_after(0.25):  # two of five 2000-byte pieces written
+            await sock.send("A" * 10_000)
+        seen = []
+        async for event in sock.events():
+            seen.append(event)
+            if isinstance(event, ConnectionFailed):
+                break
+        assert Undelivered(messages=("A" * 10_000,), reason="in flight") in seen
+        failed = seen[-1]
+        assert isinstance(failed, ConnectionFailed)
+        assert isinstance(failed.error, ConnectionLost)
+        assert failed.retry_in is not None
+        await sock.wait_connected()
+        await sock.send("after")
+        await server.wait_for(lambda: "after" in server.received)
+        assert sock.statistics().messages_dropped == 1
+    assert server.received == ["after"]
+
+
+async def test_send_cancelled_before_writing_leaves_the_connection_alone(
+    server: MockServer, autojump_clock: object
+) -> None:
+    async with socket(server) as sock:
+        await sock.wait_connected()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await sock.send("never")
+        await sock.send("next")
+        await server.wait_for(lambda: len(server.received) == 1)
+        stats = sock.statistics()
+        assert (stats.attempts, stats.messages_sent, stats.messages_dropped) == (1, 1, 0)
+    assert server.received == ["next"]
 
 
 async def test_reports_go_past_a_full_event_buffer(

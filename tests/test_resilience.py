@@ -236,11 +236,13 @@ class _GatedStream(trio.abc.Stream):
         self.inner = inner
         self.hold = False
         self.holding = trio.Event()
+        self.closed = trio.Event()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self.hold:
             self.holding.set()
-            await trio.sleep_forever()
+            await self.closed.wait()  # as trio's streams do, closing wakes a write
+            raise trio.ClosedResourceError
         await self.inner.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
@@ -250,6 +252,7 @@ class _GatedStream(trio.abc.Stream):
         return await self.inner.receive_some(max_bytes)
 
     async def aclose(self) -> None:
+        self.closed.set()
         await self.inner.aclose()
 
 
@@ -269,15 +272,17 @@ async def test_message_in_flight_at_loss_is_reported_not_resent(
         await sock.send("delivered")
         await server.wait_for(lambda: server.received == ["delivered"])
         streams[0].hold = True
-        await sock.send("in flight")
-        await sock.send("queued behind it")
-        await streams[0].holding.wait()
-        await server.drop_all()
-        events = []
-        async for event in sock.events():
-            events.append(event)
-            if isinstance(event, Connected) and len(events) > 2:
-                break
+        async with trio.open_nursery() as nursery:
+            # written by that task itself (the connection is idle), held there
+            nursery.start_soon(sock.send, "in flight")
+            await streams[0].holding.wait()
+            await sock.send("queued behind it")
+            await server.drop_all()
+            events = []
+            async for event in sock.events():
+                events.append(event)
+                if isinstance(event, Connected) and len(events) > 2:
+                    break
         assert Undelivered(messages=("in flight",), reason="in flight") in events
         assert any(
             isinstance(e, ConnectionFailed) and isinstance(e.error, ConnectionLost) for e in events

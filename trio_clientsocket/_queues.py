@@ -10,7 +10,7 @@ import trio
 
 from ._events import Event, Message, Undelivered
 
-__all__ = ["EventStream", "Outbox"]
+__all__ = ["EventStream", "Outbox", "Slot"]
 
 
 class _Empty(deque[Any]):
@@ -25,6 +25,31 @@ class _Empty(deque[Any]):
 
 
 _NONE: deque[Any] = _Empty()
+
+
+class Slot:
+    """Where one task at a time waits to be woken: a ParkingLot for a single
+    waiter, at a fraction of its size and cost."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self) -> None:
+        self._task: trio.lowlevel.Task | None = None
+
+    async def wait(self) -> None:
+        """Sleep until ``wake()`` (or cancellation)."""
+        assert self._task is None, "a Slot holds one waiting task"
+        self._task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def wake(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
 class EventStream:
@@ -145,15 +170,19 @@ class Outbox:
 
     The writer ``take()``s the head into ``inflight`` and ``done()``s it once
     written; a message is therefore always in exactly one place: queued, in
-    flight, written, or reported undelivered."""
+    flight, written, or reported undelivered. ``direct`` is True while the
+    message in flight is being written by the task that called ``send()``
+    (which then settles it) rather than by the writer."""
 
-    __slots__ = ("_changed", "capacity", "inflight", "items")
+    __slots__ = ("_changed", "_writer", "capacity", "direct", "inflight", "items")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.items: deque[Message] = _NONE  # a real deque on the first message
         self.inflight: Message | None = None
-        self._changed = trio.lowlevel.ParkingLot()
+        self.direct = False
+        self._changed = trio.lowlevel.ParkingLot()  # send(), wait_sent(), close()
+        self._writer = Slot()  # the writer task, waiting for work
 
     def __len__(self) -> int:
         return len(self.items) + (self.inflight is not None)
@@ -162,16 +191,22 @@ class Outbox:
     def full(self) -> bool:
         return len(self.items) >= self.capacity
 
+    def _notify(self) -> None:
+        if self.items and self.inflight is None:
+            self._writer.wake()
+        if self._changed:
+            self._changed.unpark_all()
+
     def append(self, message: Message) -> None:
         if self.items is _NONE:
             self.items = deque()
         self.items.append(message)
-        self._changed.unpark_all()
+        self._notify()
 
     def drop_oldest(self) -> Message:
         """Remove and return the oldest queued message (never the one in flight)."""
         message = self.items.popleft()
-        self._changed.unpark_all()
+        self._notify()
         return message
 
     def take(self) -> Message:
@@ -182,26 +217,27 @@ class Outbox:
     def done(self) -> None:
         """The message in flight was written."""
         self.inflight = None
-        self._changed.unpark_all()
+        self._notify()
 
     def lose_inflight(self) -> Message | None:
         """The connection died while writing: the message in flight, to report."""
         message, self.inflight = self.inflight, None
-        self._changed.unpark_all()
+        self._notify()
         return message
 
     def drain(self) -> tuple[Message, ...]:
         items = tuple(self.items)
         self.items.clear()
-        self._changed.unpark_all()
+        self._notify()
         return items
 
     async def wait_changed(self) -> None:
         await self._changed.park()
 
     async def wait_nonempty(self) -> None:
-        while not self.items:
-            await self._changed.park()
+        """(The writer) wait until a message is queued and none is in flight."""
+        while not self.items or self.inflight is not None:
+            await self._writer.wait()
 
     async def wait_empty(self) -> None:
         while self.items or self.inflight is not None:

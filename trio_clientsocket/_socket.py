@@ -62,6 +62,7 @@ HeadersSource: TypeAlias = Headers | Callable[[], Headers | Awaitable[Headers]]
 Overflow: TypeAlias = Literal["wait", "raise", "drop-oldest"]
 
 _OVERFLOWS = ("wait", "raise", "drop-oldest")
+_DIRECT_MAX = 16384  # characters or bytes: larger messages always go through the writer
 _PING_FRAME = 64  # bytes: a client ping frame with trio-websocket's 4-byte payload is 10
 _PROTOCOL_LIBRARIES = frozenset({"h11", "wsproto", "trio_websocket"})
 
@@ -478,7 +479,51 @@ class ClientSocket:
             ...     await sock.send("hello")
             ...     await sock.send(b"\\x00\\x01")
         """
-        message = self._check_message(message)
+        if type(message) is not str and type(message) is not bytes:
+            message = self._check_message(message)
+        session = self._session
+        if (
+            session is not None
+            and not session.closing
+            and session.failure is None
+            and self._outbox.inflight is None
+            and not self._outbox.items
+            and len(message) <= _DIRECT_MAX
+            and self._run is not None
+            and session.ws.closed is None
+        ):
+            # Connected, idle, and a small message: write it in this task,
+            # without the writer's task switch. It is in flight meanwhile, so
+            # that the writer and close() wait for it. Both transports check
+            # for cancellation before writing anything: cancelled then, it is
+            # not sent, as when send() is cancelled before queueing. Cancelled
+            # part-way through the frame, the connection is unusable: it ends,
+            # and the message is reported Undelivered, like any message lost
+            # in flight. When the session ends, closing its stream wakes a
+            # write that waits, with ClosedResourceError, as trio's streams do
+            # (no cancel scope of the session's here: entering one costs a
+            # fifth of a small send).
+            outbox = self._outbox
+            outbox.inflight = message
+            outbox.direct = True
+            written = False
+            try:
+                await session.ws.send_message(message)
+                written = True
+            except trio_websocket.ConnectionClosed:
+                pass  # the reader reports the loss; the message is reported below
+            finally:
+                outbox.direct = False
+                if written:
+                    outbox.done()
+                    self._counters.sent += 1
+                elif session.stream.torn or session.ws.closed is not None:
+                    if session.stream.torn and not session.scope.cancel_called:
+                        session.fail(ConnectionLost(1006, "a send() was cancelled mid-frame"))
+                    self._finish_inflight()
+                else:
+                    outbox.lose_inflight()  # cancelled before writing: not sent
+            return
         await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: nothing queued
         while not self._try_put(message, may_wait=self._overflow == "wait"):
             await self._outbox.wait_changed()
@@ -887,6 +932,8 @@ class ClientSocket:
             self._counters.sent += 1
 
     def _finish_inflight(self) -> None:
+        if self._outbox.direct:
+            return  # the task in send() settles it when its write returns
         lost = self._outbox.lose_inflight()
         if lost is not None:
             self._report_nowait((lost,), "in flight")

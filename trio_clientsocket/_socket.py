@@ -876,7 +876,9 @@ class ClientSocket:
     async def _serve(
         self, run: _Run, session: _Session, tasks: trio.Nursery, *, reconnect: bool
     ) -> None:
-        """Start the session's tasks in ``tasks`` (the connection's nursery)."""
+        """Start the session's tasks in ``tasks`` (the connection's nursery), and
+        run the keepalive in this task, inside that nursery's scope, until the
+        session ends."""
         self._session = session
         if reconnect:
             self._counters.reconnects += 1
@@ -889,7 +891,9 @@ class ClientSocket:
         session.reading = True
         tasks.start_soon(self._reader, session)
         if self._ping_interval is not None and self._ping_timeout is not None:
-            tasks.start_soon(self._keepalive, session, self._ping_interval, self._ping_timeout)
+            # In this task, the run's own, which would otherwise only wait for
+            # the session's tasks: a task less per socket (about 4 KiB).
+            await self._keepalive(session, self._ping_interval, self._ping_timeout)
 
     async def _reader(self, session: _Session) -> None:
         ws = session.ws

@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import random
 from collections import OrderedDict
-from typing import Literal, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
 
 import trio
 import trio_websocket
@@ -85,9 +86,15 @@ class _Inbox:
     batch in one step too. When ``bound`` messages wait, trio-websocket's reader
     waits (backpressure, as with its own channel).
 
-    At most one task waits on each side: trio-websocket's reader and ClientSocket's."""
+    At most one task waits on each side: trio-websocket's reader and ClientSocket's.
 
-    __slots__ = ("_bound", "_closed", "_items", "_reader", "_writer")
+    Once ClientSocket calls ``push_to()``, trio-websocket's reader hands each
+    message on itself, so that no reader task of ClientSocket's is needed (a
+    task less per socket): ``take`` delivers it, or returns what must wait for
+    room, which ``wait`` then waits to deliver (backpressure on trio-websocket's
+    reader); ``on_end`` is called once the connection has ended."""
+
+    __slots__ = ("_bound", "_closed", "_items", "_on_end", "_reader", "_take", "_wait", "_writer")
 
     def __init__(self, bound: int) -> None:
         self._bound = bound
@@ -95,10 +102,35 @@ class _Inbox:
         self._closed = False
         self._reader = Slot()
         self._writer = Slot()
+        self._take: Callable[[Message], Any] | None = None
+        self._wait: Callable[[Any], Awaitable[None]] | None = None
+        self._on_end: Callable[[], None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def push_to(
+        self,
+        take: Callable[[Message], Any],
+        wait: Callable[[Any], Awaitable[None]],
+        on_end: Callable[[], None],
+    ) -> None:
+        """Deliver each message as it arrives from now on (nothing may be buffered)."""
+        assert not self._items
+        assert not self._closed
+        self._take, self._wait, self._on_end = take, wait, on_end
 
     # trio-websocket's side: the MemorySendChannel/MemoryReceiveChannel methods it calls
 
     async def send(self, message: Message) -> None:
+        take = self._take
+        if take is not None and not self._closed:
+            pending = take(message)
+            if pending is not None:
+                assert self._wait is not None
+                await self._wait(pending)
+            return
         while len(self._items) >= self._bound and not self._closed:
             await self._writer.wait()
         if self._closed:
@@ -111,11 +143,21 @@ class _Inbox:
         await trio.lowlevel.checkpoint()
 
     def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         self._reader.wake()
         self._writer.wake()
+        if self._on_end is not None:
+            self._on_end()
 
     # ClientSocket's side
+
+    def take_nowait(self) -> list[Message]:
+        """Every buffered message, without waiting (possibly none)."""
+        batch, self._items = self._items, []
+        self._writer.wake()
+        return batch
 
     async def receive_batch(self) -> list[Message] | None:
         """Every waiting message, waiting for one; None once closed and empty."""

@@ -80,7 +80,7 @@ class EventStream:
         self._items: deque[Event] = _NONE  # a real deque on the first event
         self._closed = False
         self._readers = trio.lowlevel.ParkingLot()
-        self._writers = trio.lowlevel.ParkingLot()
+        self._writers: trio.lowlevel.ParkingLot | None = None  # created when first needed
 
     def __len__(self) -> int:
         return len(self._items)
@@ -137,6 +137,8 @@ class EventStream:
     async def put(self, event: Event) -> None:
         """Append ``event``, waiting while the buffer is full."""
         while len(self._items) >= self._bound and not self._closed:
+            if self._writers is None:
+                self._writers = trio.lowlevel.ParkingLot()
             await self._writers.park()
         self.put_final(event)
 
@@ -164,7 +166,8 @@ class EventStream:
         """End the stream once the buffered events are read."""
         self._closed = True
         self._readers.unpark_all()
-        self._writers.unpark_all()
+        if self._writers:
+            self._writers.unpark_all()
 
 
 class Outbox:
@@ -176,15 +179,15 @@ class Outbox:
     message in flight is being written by the task that called ``send()``
     (which then settles it) rather than by the writer."""
 
-    __slots__ = ("_changed", "_writer", "capacity", "direct", "inflight", "items")
+    __slots__ = ("_changed", "capacity", "direct", "inflight", "items")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.items: deque[Message] = _NONE  # a real deque on the first message
         self.inflight: Message | None = None
         self.direct = False
-        self._changed = trio.lowlevel.ParkingLot()  # send(), wait_sent(), close()
-        self._writer = Slot()  # the writer task, waiting for work
+        # send(), wait_sent() and close() wait here; created when first needed
+        self._changed: trio.lowlevel.ParkingLot | None = None
 
     def __len__(self) -> int:
         return len(self.items) + (self.inflight is not None)
@@ -194,8 +197,6 @@ class Outbox:
         return len(self.items) >= self.capacity
 
     def _notify(self) -> None:
-        if self.items and self.inflight is None:
-            self._writer.wake()
         if self._changed:
             self._changed.unpark_all()
 
@@ -234,13 +235,10 @@ class Outbox:
         return items
 
     async def wait_changed(self) -> None:
+        if self._changed is None:
+            self._changed = trio.lowlevel.ParkingLot()
         await self._changed.park()
-
-    async def wait_nonempty(self) -> None:
-        """(The writer) wait until a message is queued and none is in flight."""
-        while not self.items or self.inflight is not None:
-            await self._writer.wait()
 
     async def wait_empty(self) -> None:
         while self.items or self.inflight is not None:
-            await self._changed.park()
+            await self.wait_changed()

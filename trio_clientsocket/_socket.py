@@ -62,6 +62,7 @@ HeadersSource: TypeAlias = Headers | Callable[[], Headers | Awaitable[Headers]]
 Overflow: TypeAlias = Literal["wait", "raise", "drop-oldest"]
 
 _OVERFLOWS = ("wait", "raise", "drop-oldest")
+_NO_KEYS: frozenset[str] = frozenset()
 _DIRECT_MAX = 16384  # characters or bytes: larger messages always go through the writer
 _PING_FRAME = 64  # bytes: a client ping frame with trio-websocket's 4-byte payload is 10
 _PROTOCOL_LIBRARIES = frozenset({"h11", "wsproto", "trio_websocket"})
@@ -124,7 +125,7 @@ class _Run:
 
     url: UrlSource
     scope: trio.CancelScope = attrs.field(factory=lambda: trio.CancelScope(shield=True))
-    close_requested: trio.Event = attrs.field(factory=trio.Event)
+    close_requested: bool = False
     done: trio.Event = attrs.field(factory=trio.Event)
     current_url: str | None = None
 
@@ -140,6 +141,8 @@ class _Session:
     failure: Exception | None = None
     closing: bool = False
     reading: bool = False
+    tasks: trio.Nursery | None = None  # the connection's nursery, once serving
+    writing: bool = False  # the writer task is running
     reader_wait: trio.CancelScope | None = None
     stalls: int = 0
     unblocked: trio.Event | None = None  # set while the reader waits on a full buffer
@@ -308,7 +311,7 @@ class ClientSocket:
         self._classify = classify if classify is not None else Classifier()
         self._open_stream = open_stream if open_stream is not None else tcp_opener(ssl_context)
         self._transport = transport
-        self._visible_keys = frozenset(visible_query_keys)
+        self._visible_keys = frozenset(visible_query_keys) if visible_query_keys else _NO_KEYS
         if connect_limiter is not None and not isinstance(connect_limiter, trio.CapacityLimiter):
             raise TypeError("connect_limiter must be a trio.CapacityLimiter")
         self._connect_limiter = connect_limiter
@@ -317,9 +320,9 @@ class ClientSocket:
         self._machine = ConnectionState()
         self._counters = _Counters()
         self._run: _Run | None = None  # the run send() queues for
-        self._runs: set[_Run] = set()  # every run whose task is still alive
+        self._runs: list[_Run] = []  # every run whose task is still alive
         self._session: _Session | None = None
-        self._status_changed = trio.lowlevel.ParkingLot()
+        self._status_changed: trio.lowlevel.ParkingLot | None = None  # created when needed
         self._control = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
@@ -442,7 +445,7 @@ class ClientSocket:
             self._url = url
             run = _Run(url=url)
             self._run = run
-            self._runs.add(run)
+            self._runs.append(run)
             self._set(Trigger.OPEN)
             await self._nursery.start(self._run_task, run)
 
@@ -523,6 +526,7 @@ class ClientSocket:
                     self._finish_inflight()
                 else:
                     outbox.lose_inflight()  # cancelled before writing: not sent
+                self._kick_writer()  # for what other tasks queued meanwhile
             return
         await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: nothing queued
         while not self._try_put(message, may_wait=self._overflow == "wait"):
@@ -552,6 +556,8 @@ class ClientSocket:
         while self.status is not Status.CONNECTED:
             if self._run is None:
                 raise SocketClosedError("the socket is closed")
+            if self._status_changed is None:
+                self._status_changed = trio.lowlevel.ParkingLot()
             await self._status_changed.park()
         await trio.lowlevel.checkpoint()
 
@@ -622,11 +628,13 @@ class ClientSocket:
         outbox = self._outbox
         if not outbox.full:
             outbox.append(message)
+            self._kick_writer()
             return True
         if self._overflow == "drop-oldest":
             dropped = outbox.drop_oldest()
             outbox.append(message)
             self._report_nowait((dropped,), "dropped")
+            self._kick_writer()
             return True
         if may_wait:
             return False
@@ -639,7 +647,8 @@ class ClientSocket:
         self._machine.fire(trigger)
         if self._machine.status is not before:
             log.info("status %s", self._machine.status.value)
-        self._status_changed.unpark_all()
+        if self._status_changed:
+            self._status_changed.unpark_all()
 
     async def _emit(self, event: Event) -> None:
         await self._events.put(event)
@@ -667,7 +676,7 @@ class ClientSocket:
             if session is not None and (session.failure or session.scope.cancel_called):
                 session = None  # it already ended: nothing can be flushed
             for live in self._runs:
-                live.close_requested.set()
+                live.close_requested = True
                 if live is not run or session is None:
                     live.scope.cancel()  # connecting, waiting or giving up: nothing to flush
             if session is not None:
@@ -700,7 +709,8 @@ class ClientSocket:
             self._settle()
             if self._run is run:
                 self._run = None
-            self._runs.discard(run)
+            if run in self._runs:
+                self._runs.remove(run)
             run.done.set()
 
     def _settle(self) -> None:
@@ -733,7 +743,7 @@ class ClientSocket:
                     counters.bytes_received += session.stream.bytes_in
                     counters.bytes_sent += session.stream.bytes_out
                     self._session = None
-            if run.close_requested.is_set() or not await self._after_failure(run, error):
+            if run.close_requested or not await self._after_failure(run, error):
                 return
 
     async def _after_failure(self, run: _Run, error: Exception) -> bool:
@@ -884,12 +894,17 @@ class ClientSocket:
             self._counters.reconnects += 1
         self._set(Trigger.HANDSHAKE_OK)
         log.info("connected to %s", redact_url(run.current_url, self._visible_keys))
-        tasks.start_soon(self._writer, session)  # the outbox goes out at once
+        session.tasks = tasks
+        self._kick_writer()  # the outbox goes out at once
         await self._emit(Connected(url=run.current_url or ""))
         if session.closing:
             return  # close() came first: _close_session() reads what is left
         session.reading = True
-        tasks.start_soon(self._reader, session)
+        ws = session.ws
+        if isinstance(ws, TrioWebsocketConnection) and ws.inbox is not None:
+            await self._push_from(session, ws)  # trio-websocket's reader delivers
+        else:
+            tasks.start_soon(self._reader, session)
         if self._ping_interval is not None and self._ping_timeout is not None:
             # In this task, the run's own, which would otherwise only wait for
             # the session's tasks: a task less per socket (about 4 KiB).
@@ -910,30 +925,76 @@ class ClientSocket:
                 event = MessageReceived(message)
                 if session.closing or events.put_nowait(event):
                     continue  # closing: what arrives now is not delivered
-                session.stalls += 1
-                session.unblocked = trio.Event()
-                try:
-                    with trio.CancelScope() as session.reader_wait:
-                        await events.put(event)  # backpressure: wait for the reader
-                finally:
-                    session.reader_wait = None
-                    session.unblocked.set()
-                    session.unblocked = None
+                await self._stall(session, event)
+
+    async def _push_from(self, session: _Session, ws: TrioWebsocketConnection) -> None:
+        """Instead of a reader task: deliver what trio-websocket's reader has
+        buffered, then let it hand each message on itself (``_Inbox.push_to``)."""
+        inbox = ws.inbox
+        assert inbox is not None
+        pusher = _Pusher(self, session)
+        while True:
+            batch = inbox.take_nowait()
+            if batch:
+                for message in batch:
+                    event = pusher.take(message)
+                    if event is not None:
+                        await pusher.wait(event)
+            elif inbox.closed:
+                pusher.on_end()
+                return
+            else:
+                inbox.push_to(pusher.take, pusher.wait, pusher.on_end)
+                return
+
+    async def _stall(self, session: _Session, event: MessageReceived) -> None:
+        """Backpressure: wait for the application to make room for ``event``."""
+        session.stalls += 1
+        session.unblocked = trio.Event()
+        try:
+            with trio.CancelScope() as session.reader_wait:
+                await self._events.put(event)
+        finally:
+            session.reader_wait = None
+            session.unblocked.set()
+            session.unblocked = None
+
+    def _kick_writer(self) -> None:
+        """Start the writer if messages are queued, none is in flight, and the
+        connection is up. It runs only while there is work: an idle socket
+        holds no writer task."""
+        session = self._session
+        outbox = self._outbox
+        if (
+            session is None
+            or session.writing
+            or not outbox.items
+            or outbox.inflight is not None
+            or session.tasks is None
+            or session.failure is not None
+            or session.scope.cancel_called
+            or session.ws.closed is not None
+        ):
+            return
+        session.writing = True
+        session.tasks.start_soon(self._writer, session)
 
     async def _writer(self, session: _Session) -> None:
         ws = session.ws
         outbox = self._outbox
-        while True:
-            await outbox.wait_nonempty()
-            if ws.closed is not None:
-                return  # not taken: stays first in the outbox
-            message = outbox.take()
-            try:
-                await ws.send_message(message)
-            except trio_websocket.ConnectionClosed:
-                return  # the reader reports the loss; the message stays in flight
-            outbox.done()
-            self._counters.sent += 1
+        try:
+            while outbox.items and outbox.inflight is None:
+                if ws.closed is not None:
+                    return  # not taken: stays first in the outbox
+                message = outbox.take()
+                try:
+                    await ws.send_message(message)
+                except trio_websocket.ConnectionClosed:
+                    return  # the reader reports the loss; the message stays in flight
+                outbox.done()
+                self._counters.sent += 1
+        finally:
+            session.writing = False
 
     def _finish_inflight(self) -> None:
         if self._outbox.direct:
@@ -990,6 +1051,36 @@ class ClientSocket:
                     continue
                 session.fail(KeepaliveTimeout(patience))
                 return
+
+
+class _Pusher:
+    """Delivers messages from trio-websocket's reader task into the event stream
+    (see ``ClientSocket._push_from``)."""
+
+    __slots__ = ("counters", "events", "session", "sock")
+
+    def __init__(self, sock: ClientSocket, session: _Session) -> None:
+        self.sock = sock
+        self.session = session
+        self.events = sock._events
+        self.counters = sock._counters
+
+    def take(self, message: Message) -> MessageReceived | None:
+        """Deliver ``message``; return its event if the buffer is full."""
+        self.counters.received += 1
+        event = MessageReceived(message)
+        if self.session.closing or self.events.put_nowait(event):
+            return None  # closing: what arrives now is not delivered
+        return event
+
+    async def wait(self, event: MessageReceived) -> None:
+        await self.sock._stall(self.session, event)
+
+    def on_end(self) -> None:
+        session = self.session
+        assert isinstance(session.ws, TrioWebsocketConnection)
+        reason = session.ws.closed or trio_websocket.CloseReason(1006, None)
+        session.fail(_lost(reason, session))
 
 
 async def _drain(ws: Connection) -> None:

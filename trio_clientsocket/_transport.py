@@ -67,7 +67,16 @@ class ObservedStream(trio.abc.Stream):
     first bytes of the server's answer (to read an HTTP status that the
     WebSocket layer could not report)."""
 
-    __slots__ = ("_broken", "bytes_in", "bytes_out", "closed_by_layer", "head", "inner", "torn")
+    __slots__ = (
+        "_waiter",
+        "broken",
+        "bytes_in",
+        "bytes_out",
+        "closed_by_layer",
+        "head",
+        "inner",
+        "torn",
+    )
 
     def __init__(self, inner: trio.abc.Stream) -> None:
         self.inner = inner
@@ -76,15 +85,23 @@ class ObservedStream(trio.abc.Stream):
         self.head = b""
         self.closed_by_layer = False
         self.torn = False  # a write was cancelled part-way: the framing is lost
-        self._broken = trio.Event()
-
-    @property
-    def broken(self) -> bool:
-        """True once the peer sent EOF or the stream was closed."""
-        return self._broken.is_set()
+        self.broken = False  # the peer sent EOF, or the stream was closed
+        self._waiter: trio.Event | None = None  # created only while waited for
 
     async def wait_broken(self) -> None:
-        await self._broken.wait()
+        if self.broken:
+            await trio.lowlevel.checkpoint()
+            return
+        self._waiter = trio.Event()
+        try:
+            await self._waiter.wait()
+        finally:
+            self._waiter = None
+
+    def _set_broken(self) -> None:
+        self.broken = True
+        if self._waiter is not None:
+            self._waiter.set()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         # A Cancelled out of the inner write may leave part of a frame on the
@@ -116,10 +133,10 @@ class ObservedStream(trio.abc.Stream):
         try:
             data = await self.inner.receive_some(max_bytes)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._broken.set()
+            self._set_broken()
             raise
         if not data:
-            self._broken.set()
+            self._set_broken()
         elif len(self.head) < 64:
             self.head += bytes(data[: 64 - len(self.head)])
         self.bytes_in += len(data)
@@ -129,7 +146,7 @@ class ObservedStream(trio.abc.Stream):
         # Only the WebSocket layer calls this (ClientSocket closes ``inner``):
         # outside a requested close, it means the layer gave up on the peer.
         self.closed_by_layer = True
-        self._broken.set()
+        self._set_broken()
         await self.inner.aclose()
 
     def http_status(self) -> int | None:

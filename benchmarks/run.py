@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +52,14 @@ def tests(quick: bool) -> list[tuple[str, str, list[str], str]]:
 LOWER_IS_BETTER = ("us)", "KiB/socket)", "(ms)")
 
 
+def _pin(cpu: int) -> Callable[[], None] | None:
+    """Pin a child process to one core (server on one, clients on the other), so
+    that the two never compete and runs are steadier; no-op on one core."""
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
 def measure(client: str, test: str, port: int, args: list[str]) -> dict[str, float] | None:
     done = subprocess.run(
         [sys.executable, str(HERE / "clients.py"), client, test, str(port), *args],
@@ -57,6 +67,7 @@ def measure(client: str, test: str, port: int, args: list[str]) -> dict[str, flo
         text=True,
         timeout=300,
         check=False,
+        preexec_fn=_pin(1),
     )
     if done.returncode != 0:
         print(f"  ! {client} {test} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -77,7 +88,10 @@ def main() -> None:
         plan = [t for t in plan if "10,000" not in t[0]]
 
     server = subprocess.Popen(
-        [sys.executable, str(HERE / "server.py"), "0"], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(HERE / "server.py"), "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_pin(0),
     )
     try:
         assert server.stdout is not None
@@ -85,10 +99,11 @@ def main() -> None:
         results: dict[str, dict[str, float | None]] = {}
         rtt_cache: dict[tuple[str, int], dict[str, float] | None] = {}
         for label, test, targs, key in plan:
-            results[label] = {}
-            for client in args.clients:
-                values = []
-                for run in range(runs):
+            values: dict[str, list[float]] = {client: [] for client in args.clients}
+            # Runs interleave the clients, so that a slow spell of the machine
+            # affects all of them alike rather than one client's every run.
+            for run in range(runs):
+                for client in args.clients:
                     if test == "rtt":  # one measurement gives median and p99
                         cached = rtt_cache.get((client, run))
                         if cached is None:
@@ -97,8 +112,10 @@ def main() -> None:
                     else:
                         result = measure(client, test, port, targs)
                     if result is not None:
-                        values.append(result[key])
-                results[label][client] = statistics.median(values) if values else None
+                        values[client].append(result[key])
+            results[label] = {
+                client: statistics.median(got) if got else None for client, got in values.items()
+            }
             print(row(label, results[label], args.clients), flush=True)
     finally:
         server.terminate()

@@ -467,10 +467,18 @@ class ClientSocket:
             return await self._stop()
 
     async def send(self, message: Message) -> None:
-        """Queue ``message`` (``str``: text frame, ``bytes``: binary frame); it is
-        written in order as soon as a connection is up. While connecting or
-        reconnecting it waits in the outbox; when the outbox is full, ``send()``
-        waits, raises or drops the oldest, as ``overflow`` says.
+        """Send ``message`` (``str``: text frame, ``bytes``: binary frame), in
+        order. While connecting or reconnecting, or behind other messages, it
+        waits in the outbox and is written as soon as a connection is up; when
+        the outbox is full, ``send()`` waits, raises or drops the oldest, as
+        ``overflow`` says. On a connected, idle socket, a message of up to 16 KiB
+        is written by the calling task itself (no task switch), and ``send()``
+        returns once it is written.
+
+        Cancelled before it is written or queued, the message is not sent.
+        Cancelled part-way through writing it (the network would not take the
+        whole frame), the connection cannot carry another message: it ends and
+        reconnects, and the message is reported ``Undelivered`` ("in flight").
 
         Raises:
             SocketClosedError: the socket is not open (no URL, closed, or gave up).
@@ -526,7 +534,8 @@ class ClientSocket:
                     self._finish_inflight()
                 else:
                     outbox.lose_inflight()  # cancelled before writing: not sent
-                self._kick_writer()  # for what other tasks queued meanwhile
+                if outbox.items:
+                    self._kick_writer()  # for what other tasks queued meanwhile
             return
         await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: nothing queued
         while not self._try_put(message, may_wait=self._overflow == "wait"):

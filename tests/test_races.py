@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 from trio_clientsocket import (
     Backoff,
@@ -312,3 +313,81 @@ async def test_drop_oldest_reports_are_merged(server: MockServer, autojump_clock
         assert len(sock.events()) <= 4 + 1
     dropped = [e for e in _drain(sock) if isinstance(e, Undelivered) and e.reason == "dropped"]
     assert [m for e in dropped for m in e.messages] == [str(i) for i in range(998)]
+
+
+async def test_burst_while_the_event_buffer_is_full_at_reconnect_loses_nothing(
+    server: MockServer, autojump_clock: object
+) -> None:
+    """The buffer is full when the socket reconnects, so Connected waits, while
+    the server's first messages pile up behind it in the transport."""
+
+    async def burst(server: MockServer, connection: object) -> None:
+        if len(server.connections) == 2:
+            for i in range(40):
+                await server.connections[1].send(f"second {i}")
+
+    server.opened_handler = burst
+    async with socket(server, event_buffer=64, ping_interval=None) as sock:
+        first = await server.wait_connections(1)
+        for i in range(62):
+            await first.send(f"first {i}")
+        await trio.testing.wait_all_tasks_blocked()
+        await first.drop()  # ConnectionFailed fills the buffer: 64 events
+        await server.wait_connections(2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(sock.events()) == 64  # Connected waits for room; the burst waits behind
+        got = []
+        async for event in sock.events():
+            if isinstance(event, MessageReceived):
+                got.append(event.message)
+                if len(got) == 102:
+                    break
+    assert got == [f"first {i}" for i in range(62)] + [f"second {i}" for i in range(40)]
+
+
+class _UplinkCut(trio.abc.Stream):
+    """Writes fail once ``cut`` is set, as when the peer has reset the connection."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.cut = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.cut:
+            await trio.lowlevel.checkpoint()
+            raise trio.BrokenResourceError
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_server_close_whose_reply_cannot_be_written_is_reported_at_once(
+    server: MockServer, autojump_clock: object
+) -> None:
+    """The server's close frame arrives, and answering it fails: the socket must
+    still see the connection end now, not at the next keepalive ping."""
+    streams: list[_UplinkCut] = []
+
+    async def open_stream(url: str) -> trio.abc.Stream:
+        streams.append(_UplinkCut(await server.open_stream(url)))
+        return streams[-1]
+
+    async with client_socket(
+        "ws://x/", open_stream=open_stream, reconnect=Backoff(jitter=0.0)
+    ) as sock:
+        await sock.wait_connected()
+        streams[0].cut = True
+        await server.close_all(1001, "going away")
+        with trio.fail_after(1):  # keepalive would notice only after 20 s
+            failed = await next_event_skip(sock, ConnectionFailed)
+        assert isinstance(failed.error, ConnectionLost)
+        assert failed.error.code == 1001
+        assert failed.retry_in is not None
+        await sock.wait_connected()

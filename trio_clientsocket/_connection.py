@@ -124,19 +124,27 @@ class _Inbox:
     # trio-websocket's side: the MemorySendChannel/MemoryReceiveChannel methods it calls
 
     async def send(self, message: Message) -> None:
-        take = self._take
-        if take is not None and not self._closed:
-            pending = take(message)
-            if pending is not None:
-                assert self._wait is not None
-                await self._wait(pending)
-            return
-        while len(self._items) >= self._bound and not self._closed:
+        while True:  # every pass looks again: push_to() may come while it waits
+            if self._closed:
+                raise trio.ClosedResourceError
+            take = self._take
+            if take is not None:
+                pending = take(message)
+                if pending is not None:
+                    assert self._wait is not None
+                    await self._wait(pending)
+                return
+            if len(self._items) < self._bound:
+                self._items.append(message)
+                self._reader.wake()
+                return
             await self._writer.wait()
-        if self._closed:
-            raise trio.ClosedResourceError
-        self._items.append(message)
-        self._reader.wake()
+
+    async def __aenter__(self) -> _Inbox:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()  # trio-websocket's reader ends its ``async with`` here
 
     async def aclose(self) -> None:
         self.close()
@@ -179,18 +187,61 @@ class TrioWebsocketConnection:
 
     __slots__ = ("inbox", "send_message", "ws")
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+    def __init__(self, ws: trio_websocket.WebSocketConnection, inbox: _Inbox | None) -> None:
         self.ws = ws
-        self.inbox = _install_inbox(ws)
+        self.inbox = inbox
         # trio-websocket's own method, not a wrapper: one coroutine less per send
         self.send_message = ws.send_message
+
+    @classmethod
+    async def handshake(
+        cls,
+        nursery: trio.Nursery,
+        stream: trio.abc.Stream,
+        target: Target,
+        headers: list[tuple[bytes, bytes]],
+        max_size: int,
+    ) -> TrioWebsocketConnection:
+        """What ``trio_websocket.wrap_client_stream()`` does, with an ``_Inbox``
+        put in before trio-websocket's reader task starts: the reader then
+        sends into it and, whichever way it ends, closes it."""
+        options = {
+            "message_queue_size": _QUEUE,
+            "max_message_size": max_size,
+            # 64 KiB reads: trio-websocket's 4 KiB default makes 64 KiB messages
+            # 4x slower. The benchmark compares against these settings.
+            "receive_buffer_size": _READ,
+        }
+        if not _INBOX_FITS:  # pragma: no cover - a trio-websocket with other internals
+            ws = await trio_websocket.wrap_client_stream(
+                nursery,
+                stream,  # type: ignore[arg-type]  # any trio Stream works
+                target.host_header,
+                target.resource,
+                extra_headers=headers,
+                **options,  # type: ignore[arg-type]
+            )
+            return cls(ws, None)
+        ws = trio_websocket.WebSocketConnection(
+            stream,
+            WSConnection(ConnectionType.CLIENT),
+            host=target.host_header,
+            path=target.resource,
+            client_extra_headers=headers,
+            **options,  # type: ignore[arg-type]
+        )
+        inbox = _Inbox(_QUEUE)
+        ws._send_channel = ws._recv_channel = inbox  # type: ignore[assignment]
+        nursery.start_soon(ws._reader_task)
+        await ws._open_handshake.wait()
+        return cls(ws, inbox)
 
     @property
     def closed(self) -> CloseReason | None:
         return self.ws.closed
 
     async def receive_batch(self) -> list[Message]:
-        if self.inbox is None:
+        if self.inbox is None:  # pragma: no cover - see handshake()
             return [await self.ws.get_message()]
         batch = await self.inbox.receive_batch()
         if batch is None:
@@ -204,31 +255,17 @@ class TrioWebsocketConnection:
         await self.ws.aclose(code)
 
 
-def _install_inbox(ws: trio_websocket.WebSocketConnection) -> _Inbox | None:
-    """Put an ``_Inbox`` in place of ``ws``'s message channel, keeping what the
-    channel already holds (messages that came with the handshake answer)."""
-    sender = getattr(ws, "_send_channel", None)
-    receiver = getattr(ws, "_recv_channel", None)
-    if not (
-        isinstance(sender, trio.MemorySendChannel)
-        and isinstance(receiver, trio.MemoryReceiveChannel)
-    ):
-        return None  # pragma: no cover - a trio-websocket without this channel
-    inbox = _Inbox(_QUEUE)
-    # Before the swap returns to the scheduler: trio-websocket's reader sends
-    # into, and closes, whatever these attributes name when it gets there.
-    ws._send_channel = ws._recv_channel = inbox  # type: ignore[assignment]
-    while True:
-        try:
-            inbox._items.append(receiver.receive_nowait())
-        except trio.WouldBlock:
-            break
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            inbox.close()  # it had already ended
-            break
-    if ws.closed is not None:
-        inbox.close()
-    return inbox
+def _inbox_fits() -> bool:
+    """Whether this trio-websocket has the internals ``_Inbox`` stands in for."""
+    cls = trio_websocket.WebSocketConnection
+    return all(
+        callable(getattr(cls, name, None)) for name in ("_reader_task", "_handle_message_event")
+    ) and {"_send_channel", "_recv_channel", "_open_handshake"} <= set(
+        cls.__init__.__code__.co_names
+    )
+
+
+_INBOX_FITS = _inbox_fits()
 
 
 class WsprotoConnection:
@@ -358,7 +395,9 @@ class WsprotoConnection:
         elif isinstance(event, CloseConnection):
             state = self._ws.state
             if state is ConnectionState.REMOTE_CLOSING:
-                await self._write_quietly(event.response())  # the peer closed: answer
+                # The peer closed: that is the reason, even if the answer fails.
+                self._end(CloseReason(event.code, event.reason or None))
+                await self._write_quietly(event.response())
             elif state is ConnectionState.OPEN:
                 # wsproto found an invalid frame (or our size limit did): close
                 # with its code, and do not wait for the peer.

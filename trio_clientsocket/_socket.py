@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 import ssl
@@ -522,7 +523,7 @@ class ClientSocket:
                 await session.ws.send_message(message)
                 written = True
             except trio_websocket.ConnectionClosed:
-                pass  # the reader reports the loss; the message is reported below
+                _ended(session)  # the message is reported below
             finally:
                 outbox.direct = False
                 if written:
@@ -834,6 +835,10 @@ class ClientSocket:
                 await trio.aclose_forcefully(stream.inner)
             self._finish_inflight()
         assert session is not None
+        if session.failure is None and not session.closing:
+            # Every task ended without a close being asked for or a failure
+            # reported: the connection was lost all the same.
+            session.failure = _lost(session.ws.closed, session)
         if session.failure is not None:
             if trio.current_time() - session.connected_at >= self._min_uptime():
                 self._counters.failures = 0
@@ -874,23 +879,11 @@ class ClientSocket:
         watch = trio.CancelScope()
         nursery.start_soon(_in_scope, watch, cancel_when_broken)
         try:
-            ws = await trio_websocket.wrap_client_stream(
-                nursery,
-                stream,  # type: ignore[arg-type]  # any trio Stream works
-                target.host_header,
-                target.resource,
-                extra_headers=headers,
-                # trio-websocket's reader may run 16 messages ahead of ours (the
-                # connection's _Inbox keeps that bound), and reads 64 KiB at a
-                # time (its 4 KiB default makes 64 KiB messages 4x slower): the
-                # settings the benchmark compares against.
-                message_queue_size=16,
-                max_message_size=self._max_message_size,
-                receive_buffer_size=65536,
+            return await TrioWebsocketConnection.handshake(
+                nursery, stream, target, headers, self._max_message_size
             )
         finally:
             watch.cancel()
-        return TrioWebsocketConnection(ws)
 
     async def _serve(
         self, run: _Run, session: _Session, tasks: trio.Nursery, *, reconnect: bool
@@ -899,6 +892,7 @@ class ClientSocket:
         run the keepalive in this task, inside that nursery's scope, until the
         session ends."""
         self._session = session
+        session.stream.on_write_error = functools.partial(_ended, session)
         if reconnect:
             self._counters.reconnects += 1
         self._set(Trigger.HANDSHAKE_OK)
@@ -999,7 +993,8 @@ class ClientSocket:
                 try:
                     await ws.send_message(message)
                 except trio_websocket.ConnectionClosed:
-                    return  # the reader reports the loss; the message stays in flight
+                    _ended(session)  # the message stays in flight: reported lost
+                    return
                 outbox.done()
                 self._counters.sent += 1
         finally:
@@ -1043,7 +1038,8 @@ class ClientSocket:
                     try:
                         await ws.ping()
                     except trio_websocket.ConnectionClosed:
-                        return  # the reader reports it
+                        _ended(session)
+                        return
                 if not wait.cancelled_caught:
                     self._counters.last_rtt = trio.current_time() - sent_at
                     break
@@ -1090,6 +1086,14 @@ class _Pusher:
         assert isinstance(session.ws, TrioWebsocketConnection)
         reason = session.ws.closed or trio_websocket.CloseReason(1006, None)
         session.fail(_lost(reason, session))
+
+
+def _ended(session: _Session) -> None:
+    """The connection ended (a write or a ping found it closed): end the session
+    with the loss, unless it is closing or already failed (the first report,
+    usually the reader's, stands)."""
+    reason = session.ws.closed
+    session.fail(_lost(reason, session))
 
 
 async def _drain(ws: Connection) -> None:

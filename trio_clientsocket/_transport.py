@@ -75,6 +75,7 @@ class ObservedStream(trio.abc.Stream):
         "closed_by_layer",
         "head",
         "inner",
+        "on_write_error",
         "torn",
     )
 
@@ -85,6 +86,9 @@ class ObservedStream(trio.abc.Stream):
         self.head = b""
         self.closed_by_layer = False
         self.torn = False  # a write was cancelled part-way: the framing is lost
+        # Called when a write finds the stream broken, in whichever task wrote:
+        # trio-websocket may otherwise not notice until its next read.
+        self.on_write_error: Callable[[], None] | None = None
         self.broken = False  # the peer sent EOF, or the stream was closed
         self._waiter: trio.Event | None = None  # created only while waited for
 
@@ -124,6 +128,11 @@ class ObservedStream(trio.abc.Stream):
                 self.bytes_out += len(chunk)
         except trio.Cancelled:
             self.torn = True
+            raise
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._set_broken()
+            if self.on_write_error is not None:
+                self.on_write_error()
             raise
 
     async def wait_send_all_might_not_block(self) -> None:

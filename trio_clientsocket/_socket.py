@@ -1017,7 +1017,9 @@ class ClientSocket:
         with trio.move_on_at(deadline):
             await self._outbox.wait_empty()
         with trio.move_on_at(deadline):
-            if session.reading:
+            if session.stream.torn:
+                pass  # half a frame is on the wire: a close frame would be garbage
+            elif session.reading:
                 await session.ws.aclose(1000)
             else:  # the reader never started: read the peer's close frame here
                 async with trio.open_nursery() as nursery:
@@ -1043,6 +1045,9 @@ class ClientSocket:
                 if not wait.cancelled_caught:
                     self._counters.last_rtt = trio.current_time() - sent_at
                     break
+                if stream.torn:  # the ping's write was cut mid-frame
+                    session.fail(KeepaliveTimeout(patience))
+                    return
                 if session.unblocked is not None or session.stalls != stalls:
                     # The application is not reading events(): the socket stopped
                     # reading the network, so the pong is waiting there. That is

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import trio
 import trio.testing
 
 from trio_clientsocket import (
     Backoff,
+    ClientSocket,
     Closed,
     Connected,
     ConnectionFailed,
     ConnectionLost,
     KeepaliveTimeout,
     MessageReceived,
+    SocketClosedError,
     State,
     Status,
     Undelivered,
@@ -391,3 +395,30 @@ async def test_server_close_whose_reply_cannot_be_written_is_reported_at_once(
         assert failed.error.code == 1001
         assert failed.retry_in is not None
         await sock.wait_connected()
+
+
+async def test_a_fatal_close_racing_sends_keeps_its_code(
+    server: MockServer, autojump_clock: object
+) -> None:
+    """A ping and a 1008 close arrive in one read while the application keeps
+    sending: a send refused because the close frame came first must not turn the
+    server's 1008 ("do not come back") into a retried 1006."""
+    for _ in range(5):
+        async with socket(server, ping_interval=None) as sock:
+            connection = await server.wait_connections(len(server.connections) + 1)
+
+            async def keep_sending(sock: ClientSocket = sock) -> None:
+                with contextlib.suppress(SocketClosedError):
+                    for i in range(2_000):
+                        await sock.send(f"m{i}")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(keep_sending)
+                await server.wait_for(lambda c=connection: len(c.received) >= 20)
+                # ping (empty), then close 1008, unmasked server frames, one write
+                await connection.send_raw(b"\x89\x00" + b"\x88\x02\x03\xf0")
+                failed = await next_event_skip(sock, ConnectionFailed)
+                nursery.cancel_scope.cancel()
+            assert isinstance(failed.error, ConnectionLost)
+            assert failed.error.code == 1008
+            assert failed.retry_in is None

@@ -395,8 +395,11 @@ class WsprotoConnection:
         elif isinstance(event, CloseConnection):
             state = self._ws.state
             if state is ConnectionState.REMOTE_CLOSING:
-                # The peer closed: that is the reason, even if the answer fails.
-                self._end(CloseReason(event.code, event.reason or None))
+                # The peer closed: that is the reason, even if the answer fails
+                # (ended below, after answering, so that no waiting ping wakes
+                # and ends the session while the answer is being written).
+                if self._closed is None:
+                    self._closed = CloseReason(event.code, event.reason or None)
                 await self._write_quietly(event.response())
             elif state is ConnectionState.OPEN:
                 # wsproto found an invalid frame (or our size limit did): close

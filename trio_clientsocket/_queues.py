@@ -228,6 +228,15 @@ class Outbox:
         self._notify()
         return message
 
+    def requeue_inflight(self) -> None:
+        """The message in flight was not written after all: first in line again."""
+        message, self.inflight = self.inflight, None
+        if message is not None:
+            if self.items is _NONE:
+                self.items = deque()
+            self.items.appendleft(message)
+        self._notify()
+
     def drain(self) -> tuple[Message, ...]:
         items = tuple(self.items)
         self.items.clear()

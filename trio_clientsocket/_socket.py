@@ -529,10 +529,14 @@ class ClientSocket:
                 if written:
                     outbox.done()
                     self._counters.sent += 1
-                elif session.stream.torn or session.ws.closed is not None:
+                elif session.stream.torn or session.stream.broken:
                     if session.stream.torn and not session.scope.cancel_called:
                         session.fail(ConnectionLost(1006, "a send() was cancelled mid-frame"))
                     self._finish_inflight()
+                elif session.ws.closed is not None:
+                    # Refused before any of it was written (the peer's close frame
+                    # came first): it goes first on the next connection.
+                    outbox.requeue_inflight()
                 else:
                     outbox.lose_inflight()  # cancelled before writing: not sent
                 if outbox.items:
@@ -993,7 +997,10 @@ class ClientSocket:
                 try:
                     await ws.send_message(message)
                 except trio_websocket.ConnectionClosed:
-                    _ended(session)  # the message stays in flight: reported lost
+                    if session.stream.broken:
+                        _ended(session)  # the message stays in flight: reported lost
+                    else:  # refused before writing: first on the next connection
+                        outbox.requeue_inflight()
                     return
                 outbox.done()
                 self._counters.sent += 1
@@ -1094,11 +1101,12 @@ class _Pusher:
 
 
 def _ended(session: _Session) -> None:
-    """The connection ended (a write or a ping found it closed): end the session
-    with the loss, unless it is closing or already failed (the first report,
-    usually the reader's, stands)."""
-    reason = session.ws.closed
-    session.fail(_lost(reason, session))
+    """A write or a ping found the connection closed. If the stream is broken,
+    end the session with the loss now (trio-websocket's reader may never read
+    again). Otherwise the peer's close frame was parsed: the reader answers it
+    and reports it with the peer's code, so leave the report to the reader."""
+    if session.stream.broken:
+        session.fail(_lost(session.ws.closed, session))
 
 
 async def _drain(ws: Connection) -> None:

@@ -22,7 +22,7 @@ from trio_clientsocket import (
     Status,
     Undelivered,
 )
-from trio_clientsocket.testing import MockServer
+from trio_clientsocket.testing import MockServer, ServerConnection
 
 from .conftest import client_socket
 from .test_lifecycle import _drain, next_event_skip, socket
@@ -412,9 +412,12 @@ async def test_a_fatal_close_racing_sends_keeps_its_code(
                     for i in range(2_000):
                         await sock.send(f"m{i}")
 
+            def flowing(c: ServerConnection = connection) -> bool:
+                return len(c.received) >= 20
+
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(keep_sending)
-                await server.wait_for(lambda c=connection: len(c.received) >= 20)
+                await server.wait_for(flowing)
                 # ping (empty), then close 1008, unmasked server frames, one write
                 await connection.send_raw(b"\x89\x00" + b"\x88\x02\x03\xf0")
                 failed = await next_event_skip(sock, ConnectionFailed)

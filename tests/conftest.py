@@ -63,3 +63,23 @@ def client_socket(*args: Any, **options: Any) -> ClientSocket:
     """``ClientSocket`` on the transport of the current test run."""
     options.setdefault("transport", _current["transport"])
     return ClientSocket(*args, **options)
+
+
+class WrappedStream(trio.abc.Stream):
+    """A client stream passed through to ``inner``: subclasses change what they
+    need (a slow, held or cut uplink)."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -24,7 +24,7 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import MockServer, ServerConnection
 
-from .conftest import client_socket
+from .conftest import WrappedStream, client_socket
 from .test_lifecycle import _drain, next_event_skip, socket
 
 pytestmark = pytest.mark.usefixtures("each_transport")
@@ -93,11 +93,8 @@ async def test_open_while_giving_up_with_full_buffer(
         assert sock.status is Status.CONNECTED
 
 
-class _SlowUplink(trio.abc.Stream):
+class _SlowUplink(WrappedStream):
     """20 kB/s uplink; the peer is alive and reading."""
-
-    def __init__(self, inner: trio.abc.Stream) -> None:
-        self.inner = inner
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         for start in range(0, len(data), 2000):
@@ -106,12 +103,6 @@ class _SlowUplink(trio.abc.Stream):
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.checkpoint()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.inner.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_drop_oldest_never_drops_the_message_being_written(
@@ -349,27 +340,16 @@ async def test_burst_while_the_event_buffer_is_full_at_reconnect_loses_nothing(
     assert got == [f"first {i}" for i in range(62)] + [f"second {i}" for i in range(40)]
 
 
-class _UplinkCut(trio.abc.Stream):
+class _UplinkCut(WrappedStream):
     """Writes fail once ``cut`` is set, as when the peer has reset the connection."""
 
-    def __init__(self, inner: trio.abc.Stream) -> None:
-        self.inner = inner
-        self.cut = False
+    cut = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self.cut:
             await trio.lowlevel.checkpoint()
             raise trio.BrokenResourceError
         await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.inner.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_server_close_whose_reply_cannot_be_written_is_reported_at_once(

@@ -22,7 +22,7 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import MockServer
 
-from .conftest import client_socket
+from .conftest import WrappedStream, client_socket
 from .test_lifecycle import next_event, next_event_skip, socket
 
 pytestmark = pytest.mark.usefixtures("each_transport")
@@ -229,11 +229,11 @@ async def test_connect_timeout_in_memory_is_exact(
         assert trio.current_time() == 8.0
 
 
-class _GatedStream(trio.abc.Stream):
+class _GatedStream(WrappedStream):
     """A client stream whose writes can be held, to catch a message in flight."""
 
     def __init__(self, inner: trio.abc.Stream) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.hold = False
         self.holding = trio.Event()
         self.closed = trio.Event()
@@ -244,12 +244,6 @@ class _GatedStream(trio.abc.Stream):
             await self.closed.wait()  # as trio's streams do, closing wakes a write
             raise trio.ClosedResourceError
         await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.inner.receive_some(max_bytes)
 
     async def aclose(self) -> None:
         self.closed.set()

@@ -173,9 +173,7 @@ class _Inbox:
             if self._closed:
                 return None
             await self._reader.wait()
-        batch, self._items = self._items, []
-        self._writer.wake()
-        return batch
+        return self.take_nowait()
 
 
 class TrioWebsocketConnection:

@@ -1094,10 +1094,12 @@ class _Pusher:
         await self.sock._stall(self.session, event)
 
     def on_end(self) -> None:
-        session = self.session
-        assert isinstance(session.ws, TrioWebsocketConnection)
-        reason = session.ws.closed or trio_websocket.CloseReason(1006, None)
-        session.fail(_lost(reason, session))
+        _fail_lost(self.session)
+
+
+def _fail_lost(session: _Session) -> None:
+    """End the session: the connection is gone, for the reason it recorded."""
+    session.fail(_lost(session.ws.closed, session))
 
 
 def _ended(session: _Session) -> None:
@@ -1106,7 +1108,7 @@ def _ended(session: _Session) -> None:
     again). Otherwise the peer's close frame was parsed: the reader answers it
     and reports it with the peer's code, so leave the report to the reader."""
     if session.stream.broken:
-        session.fail(_lost(session.ws.closed, session))
+        _fail_lost(session)
 
 
 async def _drain(ws: Connection) -> None:

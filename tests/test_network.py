@@ -107,7 +107,7 @@ async def test_ten_thousand_messages_each_way_in_order() -> None:
             nursery.start_soon(push)
             while len(received) < count:
                 received.append(str(await ws.get_message()))
-            await ws.send_message("done")
+        await ws.send_message("done")  # after every pushed message
 
     async with ws_server(handler) as port:
         async with client_socket(f"ws://127.0.0.1:{port}/") as sock:

@@ -47,8 +47,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # -- running socket tests over both transports -----------------------------------
 
-TRANSPORTS = ("trio-websocket", "wsproto")
-_current = {"transport": "trio-websocket"}
+TRANSPORTS = ("websockets", "wsproto", "trio-websocket")
+_current = {"transport": "websockets"}
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -56,7 +56,7 @@ def each_transport(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run the test once per transport (modules opt in with ``usefixtures``)."""
     _current["transport"] = request.param
     yield request.param
-    _current["transport"] = "trio-websocket"
+    _current["transport"] = "websockets"
 
 
 def client_socket(*args: Any, **options: Any) -> ClientSocket:

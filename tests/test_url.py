@@ -86,21 +86,21 @@ def test_user_and_password() -> None:
     assert (t.username, t.password) == ("alice", "s3cret")
     assert t.host == "example.com"
     assert t.host_header == "example.com"
-    expected = b"Basic " + base64.b64encode(b"alice:s3cret")
-    assert t.basic_auth() == (b"Authorization", expected)
-    assert t.basic_auth() == (b"Authorization", b"Basic YWxpY2U6czNjcmV0")
+    expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert t.basic_auth() == ("Authorization", expected)
+    assert t.basic_auth() == ("Authorization", "Basic YWxpY2U6czNjcmV0")
 
 
 def test_percent_encoded_credentials_are_decoded() -> None:
     t = parse_url("ws://u%40x:p%3Ass@h/")
     assert (t.username, t.password) == ("u@x", "p:ss")
-    assert t.basic_auth() == (b"Authorization", b"Basic " + base64.b64encode(b"u@x:p:ss"))
+    assert t.basic_auth() == ("Authorization", "Basic " + base64.b64encode(b"u@x:p:ss").decode())
 
 
 def test_user_without_password() -> None:
     t = parse_url("ws://bob@h/")
     assert (t.username, t.password) == ("bob", None)
-    assert t.basic_auth() == (b"Authorization", b"Basic " + base64.b64encode(b"bob:"))
+    assert t.basic_auth() == ("Authorization", "Basic " + base64.b64encode(b"bob:").decode())
 
 
 def test_password_not_in_repr() -> None:

@@ -32,16 +32,19 @@ from ._events import ConnectionFailed as ConnectionFailed
 from ._events import Event as Event
 from ._events import Message as Message
 from ._events import MessageReceived as MessageReceived
+from ._events import Skipped as Skipped
+from ._events import SocketEvent as SocketEvent
 from ._events import Undelivered as Undelivered
+from ._events import UndeliveredReason as UndeliveredReason
 from ._genexus import GeneXusEndpoint as GeneXusEndpoint
 from ._genexus import NotificationInfo as NotificationInfo
 from ._genexus import genexus_endpoint as genexus_endpoint
 from ._genexus import new_client_id as new_client_id
 from ._queues import EventStream as EventStream
 from ._socket import ClientSocket as ClientSocket
-from ._socket import SocketStatistics as SocketStatistics
 from ._state import State as State
 from ._state import Status as Status
+from ._stats import SocketStatistics as SocketStatistics
 
 __version__ = "0.1.0"
 
@@ -67,12 +70,15 @@ __all__ = [
     "NotificationInfo",
     "OutboxFullError",
     "ProtocolError",
+    "Skipped",
     "SocketClosedError",
+    "SocketEvent",
     "SocketStatistics",
     "State",
     "Status",
     "TransportError",
     "Undelivered",
+    "UndeliveredReason",
     "genexus_endpoint",
     "new_client_id",
 ]

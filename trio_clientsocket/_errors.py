@@ -87,19 +87,28 @@ class TransportError(ClientSocketError):
 class HandshakeRejected(TransportError):
     """The server answered the opening handshake with an HTTP status, not 101.
 
+    The status line decides: the socket does not wait for the body.
+
     Attributes:
         status_code: the HTTP status, e.g. 403 or 503.
-        body: the response body, as far as it was received.
+        body: the bytes of the body that came with the status line, if any.
+        headers: the answer's headers, names in lower case.
 
     Example:
         >>> HandshakeRejected(403).status_code
         403
     """
 
-    def __init__(self, status_code: int, body: bytes = b"") -> None:
+    def __init__(
+        self,
+        status_code: int,
+        body: bytes = b"",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         super().__init__(f"server rejected the handshake with HTTP {status_code}")
         self.status_code = status_code
         self.body = body
+        self.headers = headers
 
 
 class ConnectTimeout(TransportError):
@@ -157,10 +166,20 @@ class ProtocolError(TransportError):
     """The server broke the protocol: an answer that is not HTTP, an invalid
     handshake, or an invalid frame.
 
+    Attributes:
+        code: the close code the client failed the connection with (1002 for
+            an invalid frame, 1007 for invalid UTF-8), or None when it failed
+            during the handshake. A close frame *from* the server, whatever
+            its code, is a ``ConnectionLost``.
+
     Example:
         >>> str(ProtocolError("the server's answer is not an HTTP response"))
         "the server's answer is not an HTTP response"
     """
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class AttemptError(TransportError):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import attrs
 
 from ._genexus import NotificationInfo, parse_json
-from ._url import redacted_repr
 
 __all__ = [
     "Closed",
@@ -17,11 +16,17 @@ __all__ = [
     "Event",
     "Message",
     "MessageReceived",
+    "Skipped",
+    "SocketEvent",
     "Undelivered",
+    "UndeliveredReason",
 ]
 
-Message = str | bytes
+Message: TypeAlias = str | bytes
 """What ``send()`` takes and ``MessageReceived.message`` holds: text or binary."""
+
+UndeliveredReason: TypeAlias = Literal["closed", "gave up", "dropped", "in flight"]
+"""Why messages were not written: see ``Undelivered.reason``."""
 
 
 @attrs.frozen
@@ -40,11 +45,14 @@ class Connected(Event):
 
     Example:
         >>> Connected(url="ws://localhost:8080/")
-        Connected(url='ws://localhost:8080/')
+        Connected(url='ws://localhost:8080/', subprotocol=None)
     """
 
-    url: str = attrs.field(repr=redacted_repr)
-    """The URL this connection went to (a password in it is hidden in the repr)."""
+    url: str
+    """The URL this connection went to, for display: a password and query
+    values are shown as ``***`` (``ClientSocket.raw_url`` has the real one)."""
+    subprotocol: str | None = None
+    """The subprotocol the server chose, if any."""
 
 
 @attrs.frozen
@@ -96,6 +104,10 @@ class MessageReceived(Event):
         return NotificationInfo.from_value(self.json)
 
 
+def _count_messages(report: Undelivered) -> int:
+    return len(report.messages)
+
+
 @attrs.frozen
 class Undelivered(Event):
     """Messages taken by ``send()`` that will not be written, and why: left in
@@ -103,15 +115,28 @@ class Undelivered(Event):
     ``overflow="drop-oldest"``, or being written when the connection died (those
     may or may not have arrived: WebSocket cannot tell).
 
+    A burst of reports of one reason that the application has not read yet
+    is merged into one event. The payloads it holds are bounded (by
+    ``outbox_size`` in all unread reports together): ``count`` says how many
+    messages the report covers, which is more than ``len(messages)`` when
+    some payloads were not kept.
+
     Example:
-        >>> Undelivered(messages=("a", "b"), reason="closed").messages
-        ('a', 'b')
+        >>> Undelivered(messages=("a", "b"), reason="closed").count
+        2
     """
 
     messages: tuple[Message, ...]
-    """The messages, in the order they were sent."""
-    reason: str
-    """``"closed"``, ``"gave up"``, ``"dropped"`` or ``"in flight"``."""
+    """The messages, in the order they were sent (the first ``outbox_size`` of
+    a longer burst)."""
+    reason: UndeliveredReason
+    """``"closed"`` (close() or leaving the block), ``"gave up"`` (reconnecting
+    stopped), ``"dropped"`` (``overflow="drop-oldest"``) or ``"in flight"``
+    (being written when the connection ended)."""
+    count: int = attrs.field(
+        default=attrs.Factory(_count_messages, takes_self=True), kw_only=True
+    )
+    """How many messages this report covers (at least ``len(messages)``)."""
 
 
 @attrs.frozen
@@ -124,5 +149,29 @@ class Closed(Event):
         Closed(url='ws://h/')
     """
 
-    url: str | None = attrs.field(repr=redacted_repr)
-    """The URL that was open, if any."""
+    url: str | None
+    """The URL that was open, if any, for display (secrets shown as ``***``)."""
+
+
+@attrs.frozen
+class Skipped(Event):
+    """Events the socket could not keep because the application was not reading
+    ``events()``: the connection never waits for the reader, so when the
+    buffer is full, the oldest connection reports beyond a small reserve are
+    dropped, and this event stands where they were.
+
+    Example:
+        >>> Skipped(count=3, undelivered=0).count
+        3
+    """
+
+    count: int
+    """How many events were dropped here."""
+    undelivered: int = 0
+    """How many messages the dropped ``Undelivered`` reports among them covered."""
+
+
+SocketEvent: TypeAlias = (
+    Connected | ConnectionFailed | MessageReceived | Undelivered | Closed | Skipped
+)
+"""Every event ``events()`` yields: a closed union, for an exhaustive ``match``."""

@@ -8,9 +8,22 @@ from typing import Any
 
 import trio
 
-from ._events import Event, Message, Undelivered
+from ._events import (
+    Closed,
+    Connected,
+    ConnectionFailed,
+    Message,
+    MessageReceived,
+    Skipped,
+    SocketEvent,
+    Undelivered,
+    UndeliveredReason,
+)
 
-__all__ = ["EventStream", "Outbox", "Slot"]
+__all__ = ["EventStream", "Outbox", "Slot", "message_size"]
+
+RESERVE = 64
+"""Connection reports kept beyond a full buffer before the oldest are dropped."""
 
 
 class _Empty(deque[Any]):
@@ -25,6 +38,14 @@ class _Empty(deque[Any]):
 
 
 _NONE: deque[Any] = _Empty()
+
+
+def message_size(message: Message) -> int:
+    """Bytes a message holds in memory, at most (a str of non-ASCII text holds
+    up to 4 bytes a character)."""
+    if type(message) is bytes or message.isascii():
+        return len(message)
+    return 4 * len(message)
 
 
 class Slot:
@@ -52,19 +73,41 @@ class Slot:
         return trio.lowlevel.Abort.SUCCEEDED
 
 
-class EventStream:
-    """The events of a ``ClientSocket``, in order: ``sock.events()``.
+class _Report:
+    """An ``Undelivered`` still being merged into: it becomes the frozen event
+    when the application reads it."""
+
+    __slots__ = ("count", "messages", "reason")
+
+    def __init__(self, reason: UndeliveredReason) -> None:
+        self.reason = reason
+        self.messages: list[Message] = []
+        self.count = 0
+
+    def event(self) -> Undelivered:
+        return Undelivered(messages=tuple(self.messages), reason=self.reason, count=self.count)
+
+
+_Item = SocketEvent | _Report
+
+
+class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
+    """The events of a ``ClientSocket``, in order: what ``sock.events()`` returns,
+    a ``trio.abc.ReceiveChannel`` of ``SocketEvent``.
 
     Read it with ``async for``, ``await stream.receive()`` or
-    ``stream.receive_nowait()``; it ends (``trio.EndOfChannel``, or the end of
+    ``stream.receive_nowait()``. It ends (``trio.EndOfChannel``, or the end of
     the ``async for``) once the socket's ``async with`` block is left and every
     buffered event has been read. Breaking out of ``async for`` and iterating
-    again resumes where it stopped.
+    again resumes where it stopped. ``aclose()`` says the application will read
+    no more: what comes after is discarded.
 
-    It holds ``event_buffer`` events; when it is full the socket stops reading
-    the network (backpressure) and waits. Reports that end a run (``Closed``,
-    ``Undelivered``, the last ``ConnectionFailed``) never wait and are never
-    dropped: they may go past the bound.
+    Received messages are buffered up to ``event_buffer`` events and
+    ``buffer_bytes`` bytes; beyond that the socket stops reading the network
+    until the application reads (backpressure). Connection reports
+    (``Connected``, ``ConnectionFailed``, ``Undelivered``, ``Closed``) never
+    wait: when the buffer is full they are kept in a reserve of 64, and past
+    that the oldest are dropped and a ``Skipped`` event counts them.
 
     Example:
         >>> async def consume(sock):  # doctest: +SKIP
@@ -72,36 +115,104 @@ class EventStream:
         ...         print(event)
     """
 
-    __slots__ = ("_bound", "_closed", "_items", "_low", "_readers", "_writers")
+    __slots__ = (
+        "_bound",
+        "_byte_bound",
+        "_bytes",
+        "_closed",
+        "_discard",
+        "_held",
+        "_hold",
+        "_items",
+        "_late",
+        "_readers",
+        "_skipped",
+        "_skipped_messages",
+        "_writers",
+        "dropped",
+    )
 
-    def __init__(self, bound: int) -> None:
+    def __init__(self, bound: int, byte_bound: int, hold: int) -> None:
         self._bound = bound
-        self._low = bound // 2
-        self._items: deque[Event] = _NONE  # a real deque on the first event
+        self._byte_bound = byte_bound
+        self._hold = hold  # payloads unread reports may hold, all together
+        self._items: deque[_Item] = _NONE  # a real deque on the first event
+        self._late: deque[_Item] = _NONE  # reports that came while the buffer was full
+        self._bytes = 0  # bytes of the received messages in _items
+        self._held = 0  # payloads held by unread reports
+        self._skipped = 0  # reports dropped from _late, not yet shown as Skipped
+        self._skipped_messages = 0
         self._closed = False
+        self._discard = False  # the application closed its end
         self._readers = trio.lowlevel.ParkingLot()
         self._writers: trio.lowlevel.ParkingLot | None = None  # created when first needed
+        self.dropped = 0
+        """Reports dropped (``Skipped``) over the stream's life."""
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) + len(self._late) + (self._skipped > 0)
 
-    def receive_nowait(self) -> Event:
-        """The next event, or ``trio.WouldBlock``; ``trio.EndOfChannel`` at the end."""
-        if self._items:
-            event = self._items.popleft()
-            if not self._items:
+    @property
+    def closed(self) -> bool:
+        """The socket ended the stream, or the application closed its end."""
+        return self._closed or self._discard
+
+    # -- the application's side ----------------------------------------------
+
+    def receive_nowait(self) -> SocketEvent:
+        """The next event, or ``trio.WouldBlock``; ``trio.EndOfChannel`` at the end.
+
+        Example:
+            >>> def poll(sock):  # doctest: +SKIP
+            ...     try:
+            ...         return sock.events().receive_nowait()
+            ...     except trio.WouldBlock:
+            ...         return None
+        """
+        if self._discard:
+            raise trio.ClosedResourceError("the event stream was closed with aclose()")
+        items = self._items
+        if items:
+            item = items.popleft()
+            if not items:
                 self._items = _NONE  # an empty deque costs 760 bytes: idle sockets hold none
-            # Wake a waiting producer only once half the buffer is free, so
-            # that it refills in bulk instead of in lockstep, one per pass.
-            if self._writers and len(self._items) <= self._low:
-                self._writers.unpark_all()
+            if type(item) is MessageReceived:
+                self._bytes -= message_size(item.message)
+                writers = self._writers
+                # Wake a waiting producer only below the low-water marks, so that
+                # it refills in bulk instead of in lockstep, one per pass.
+                if writers and self._has_room(low=True):
+                    writers.unpark_all()
+                return item
+            return self._settle(item)
+        if self._skipped:
+            event = Skipped(count=self._skipped, undelivered=self._skipped_messages)
+            self._skipped = self._skipped_messages = 0
             return event
+        if self._late:
+            item = self._late.popleft()
+            if not self._late:
+                self._late = _NONE
+                if self._writers:
+                    self._writers.unpark_all()
+            return self._settle(item)
         if self._closed:
             raise trio.EndOfChannel
         raise trio.WouldBlock
 
-    async def receive(self) -> Event:
-        """Wait for the next event; ``trio.EndOfChannel`` at the end."""
+    def _settle(self, item: _Item) -> SocketEvent:
+        if isinstance(item, _Report):
+            self._held -= len(item.messages)
+            return item.event()
+        return item
+
+    async def receive(self) -> SocketEvent:
+        """Wait for the next event; ``trio.EndOfChannel`` at the end.
+
+        Example:
+            >>> async def first(sock):  # doctest: +SKIP
+            ...     return await sock.events().receive()
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
@@ -112,55 +223,100 @@ class EventStream:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return event
 
-    def __aiter__(self) -> EventStream:
-        return self
+    async def aclose(self) -> None:
+        """Stop reading: buffered and later events are discarded, and the socket
+        no longer waits for room (``receive()`` raises ``ClosedResourceError``).
 
-    async def __anext__(self) -> Event:
-        try:
-            return await self.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
+        Example:
+            >>> async def done_reading(sock):  # doctest: +SKIP
+            ...     await sock.events().aclose()
+        """
+        self._discard = True
+        self._items = self._late = _NONE
+        self._bytes = self._held = self._skipped = self._skipped_messages = 0
+        self._readers.unpark_all()
+        if self._writers:
+            self._writers.unpark_all()
+        await trio.lowlevel.checkpoint()
 
     # -- the socket's side -------------------------------------------------
 
-    def put_nowait(self, event: Event) -> bool:
-        """Append ``event`` unless the buffer is full; True if appended."""
-        if len(self._items) >= self._bound:
+    def _has_room(self, *, low: bool = False) -> bool:
+        bound, byte_bound = self._bound, self._byte_bound
+        if low:
+            bound, byte_bound = max(1, bound // 2), byte_bound // 2
+        return len(self._items) < bound and self._bytes < byte_bound and not self._late
+
+    def put_message(self, event: MessageReceived) -> bool:
+        """Append a received message unless the buffer is full; True if appended
+        (or discarded because the application closed its end)."""
+        if self._discard:
+            return True
+        items = self._items
+        if len(items) >= self._bound or self._bytes >= self._byte_bound or self._late:
             return False
-        if self._items is _NONE:
-            self._items = deque()
-        self._items.append(event)
+        if items is _NONE:
+            items = self._items = deque()
+        items.append(event)
+        self._bytes += message_size(event.message)
         if self._readers:
             self._readers.unpark()
         return True
 
-    async def put(self, event: Event) -> None:
-        """Append ``event``, waiting while the buffer is full."""
-        while len(self._items) >= self._bound and not self._closed:
+    async def wait_room(self) -> None:
+        """Wait until the buffer has room for messages again (below its low-water
+        marks), or the stream is closed."""
+        while not self._has_room(low=True) and not self._closed and not self._discard:
             if self._writers is None:
                 self._writers = trio.lowlevel.ParkingLot()
             await self._writers.park()
-        self.put_final(event)
 
-    def put_final(self, event: Event) -> None:
-        """Append ``event`` now, over the bound if need be (a report that must not wait)."""
-        if self._items is _NONE:
-            self._items = deque()
-        self._items.append(event)
+    def put_report(self, event: Connected | ConnectionFailed | Closed) -> None:
+        """Append a connection report: never waits (see the class docstring)."""
+        self._put(event)
+
+    def put_undelivered(
+        self, messages: tuple[Message, ...] | list[Message], reason: UndeliveredReason
+    ) -> None:
+        """Report messages that will not be written, merged into the last event
+        when that is an unread report of the same reason; payloads beyond the
+        hold bound are counted, not kept."""
+        if not messages or self._discard:
+            return
+        tail = self._late or self._items
+        last = tail[-1] if tail else None
+        if isinstance(last, _Report) and last.reason == reason:
+            report = last
+        else:
+            report = _Report(reason)
+            self._put(report)
+        room = self._hold - self._held
+        if room > 0:
+            kept = messages if len(messages) <= room else messages[:room]
+            report.messages.extend(kept)
+            self._held += len(kept)
+        report.count += len(messages)
+
+    def _put(self, item: _Item) -> None:
+        if self._discard:
+            return
+        if not self._late and len(self._items) < self._bound:
+            if self._items is _NONE:
+                self._items = deque()
+            self._items.append(item)
+        else:
+            if self._late is _NONE:
+                self._late = deque()
+            self._late.append(item)
+            if len(self._late) > RESERVE:
+                old = self._late.popleft()
+                self._skipped += 1
+                self.dropped += 1
+                if isinstance(old, _Report):
+                    self._held -= len(old.messages)
+                    self._skipped_messages += old.count
         if self._readers:
             self._readers.unpark()
-
-    def put_report(self, report: Undelivered) -> None:
-        """``put_final`` an Undelivered report, merged into the last buffered
-        event when that is an unread report of the same reason: a burst of
-        drop-oldest overflow makes one event, not one per message."""
-        last = self._items[-1] if self._items else None
-        if isinstance(last, Undelivered) and last.reason == report.reason:
-            self._items[-1] = Undelivered(
-                messages=last.messages + report.messages, reason=report.reason
-            )
-            return
-        self.put_final(report)
 
     def close(self) -> None:
         """End the stream once the buffered events are read."""
@@ -170,22 +326,35 @@ class EventStream:
             self._writers.unpark_all()
 
 
+class _Watch:
+    """A ``wait_sent()`` call: the messages it waits for, and why one was lost."""
+
+    __slots__ = ("high", "lost", "low")
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low = low  # messages numbered low .. high - 1
+        self.high = high
+        self.lost: str | None = None
+
+
 class Outbox:
     """Bounded FIFO of messages waiting to be written, plus the one being written.
 
-    The writer ``take()``s the head into ``inflight`` and ``done()``s it once
-    written; a message is therefore always in exactly one place: queued, in
-    flight, written, or reported undelivered. ``direct`` is True while the
-    message in flight is being written by the task that called ``send()``
-    (which then settles it) rather than by the writer."""
+    Messages are numbered in the order ``send()`` took them. The writer (or a
+    direct send) ``take()``s the head into ``inflight`` and settles it with
+    ``done()``, ``requeue()`` or ``lose_inflight()``; a message is therefore
+    always in exactly one place: queued, in flight, written, or reported
+    undelivered. The queue always holds the consecutive numbers ``head ..
+    head + len(items) - 1``, and the message in flight is ``head - 1``."""
 
-    __slots__ = ("_changed", "capacity", "direct", "inflight", "items")
+    __slots__ = ("_changed", "_watches", "capacity", "head", "inflight", "items")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.items: deque[Message] = _NONE  # a real deque on the first message
         self.inflight: Message | None = None
-        self.direct = False
+        self.head = 0  # number of items[0]
+        self._watches: list[_Watch] = []
         # send(), wait_sent() and close() wait here; created when first needed
         self._changed: trio.lowlevel.ParkingLot | None = None
 
@@ -196,51 +365,84 @@ class Outbox:
     def full(self) -> bool:
         return len(self.items) >= self.capacity
 
-    def _notify(self) -> None:
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing in flight."""
+        return self.inflight is None and not self.items
+
+    def notify(self) -> None:
+        """Wake whoever waits for the outbox to change."""
         if self._changed:
             self._changed.unpark_all()
+
+    def _lost(self, first: int, count: int, reason: str) -> None:
+        for watch in self._watches:
+            if first < watch.high and first + count > watch.low and watch.lost is None:
+                watch.lost = reason
 
     def append(self, message: Message) -> None:
         if self.items is _NONE:
             self.items = deque()
         self.items.append(message)
-        self._notify()
+        self.notify()
 
     def drop_oldest(self) -> Message:
         """Remove and return the oldest queued message (never the one in flight)."""
         message = self.items.popleft()
-        self._notify()
+        if self._watches:
+            self._lost(self.head, 1, "dropped")
+        self.head += 1
+        self.notify()
         return message
 
     def take(self) -> Message:
-        """Move the head into ``inflight`` (the writer is about to write it)."""
-        self.inflight = self.items.popleft()
-        return self.inflight
+        """Move the head into ``inflight`` (about to be written)."""
+        message = self.inflight = self.items.popleft()
+        self.head += 1
+        return message
+
+    def take_direct(self, message: Message) -> None:
+        """``message`` goes straight into ``inflight`` (the outbox is idle)."""
+        self.inflight = message
+        self.head += 1
 
     def done(self) -> None:
         """The message in flight was written."""
         self.inflight = None
-        self._notify()
+        self.notify()
 
-    def lose_inflight(self) -> Message | None:
-        """The connection died while writing: the message in flight, to report."""
-        message, self.inflight = self.inflight, None
-        self._notify()
-        return message
-
-    def requeue_inflight(self) -> None:
+    def requeue(self) -> None:
         """The message in flight was not written after all: first in line again."""
         message, self.inflight = self.inflight, None
         if message is not None:
             if self.items is _NONE:
                 self.items = deque()
             self.items.appendleft(message)
-        self._notify()
+            self.head -= 1
+        self.notify()
 
-    def drain(self) -> tuple[Message, ...]:
+    def lose_inflight(self) -> Message | None:
+        """The message in flight was cut off part-way (it may or may not have
+        arrived): returned, to report. For ``wait_sent()`` it was written."""
+        message, self.inflight = self.inflight, None
+        self.notify()
+        return message
+
+    def cancel_inflight(self) -> None:
+        """The message in flight was never written nor taken: forget it (its
+        ``send()`` was cancelled before writing; it raises, so nothing is lost)."""
+        self.inflight = None
+        self.notify()
+
+    def drain(self, reason: str) -> tuple[Message, ...]:
+        """Take every queued message out, to report it undelivered (``reason``:
+        how the socket ended, "closed" or "gave up")."""
         items = tuple(self.items)
-        self.items.clear()
-        self._notify()
+        if items and self._watches:
+            self._lost(self.head, len(items), reason)
+        self.head += len(items)
+        self.items = _NONE
+        self.notify()
         return items
 
     async def wait_changed(self) -> None:
@@ -249,5 +451,21 @@ class Outbox:
         await self._changed.park()
 
     async def wait_empty(self) -> None:
-        while self.items or self.inflight is not None:
+        while not self.idle:
             await self.wait_changed()
+
+    async def wait_settled(self) -> str | None:
+        """Wait until every message taken so far is written or reported; the
+        reason some of them will never be written, or None."""
+        high = self.head + len(self.items)
+        low = self.head - (self.inflight is not None)
+        watch = _Watch(low, high)
+        self._watches.append(watch)
+        try:
+            while (self.inflight is not None and self.head - 1 < high) or (
+                self.items and self.head < high
+            ):
+                await self.wait_changed()
+        finally:
+            self._watches.remove(watch)
+        return watch.lost

@@ -1,15 +1,17 @@
 """The connection state machine: every state and transition lives here.
 
-Pure code: it knows nothing about sockets or time. ``ClientSocket`` feeds it
+Pure code: it knows nothing about sockets or time. The reconnect loop feeds it
 triggers and reads the state; ``Status`` (what GeneXus shows) is derived from
-the state, never stored apart from it.
+the state, never stored apart from it. The table holds every transition the
+socket makes, and nothing else: ``tests/test_state.py`` checks that each one
+is reached through the public API.
 
 .. code-block:: text
 
-    IDLE --open--> CONNECTING --handshake_ok--> CONNECTED
-    CONNECTING --attempt_failed--> WAITING --retry--> CONNECTING
+    IDLE --open--> CONNECTING --connected--> CONNECTED
+    CONNECTING --failed--> WAITING --retry--> CONNECTING
     CONNECTED --lost--> WAITING
-    CONNECTING/WAITING/CONNECTED --give_up--> IDLE   (no retry left, or fatal)
+    CONNECTING/CONNECTED --give_up--> IDLE   (not retried: no retry left, or fatal)
     CONNECTED --close--> CLOSING --closed--> IDLE
     CONNECTING/WAITING --close--> IDLE
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ConnectionState", "State", "Status", "Trigger"]
+__all__ = ["TRANSITIONS", "ConnectionState", "State", "Status", "Trigger"]
 
 
 class Status(enum.StrEnum):
@@ -53,13 +55,13 @@ class State(enum.Enum):
     WAITING = "waiting"
     """Waiting out the backoff delay before the next attempt."""
     CLOSING = "closing"
-    """``close()`` is flushing the outbox and closing with code 1000."""
+    """``close()`` is flushing the outbox and closing the connection."""
 
 
 class Trigger(enum.Enum):
     OPEN = "open"
-    HANDSHAKE_OK = "handshake_ok"
-    ATTEMPT_FAILED = "attempt_failed"
+    CONNECTED = "connected"
+    FAILED = "failed"
     LOST = "lost"
     RETRY = "retry"
     GIVE_UP = "give_up"
@@ -68,23 +70,20 @@ class Trigger(enum.Enum):
 
 
 S, T = State, Trigger
-_TRANSITIONS: dict[tuple[State, Trigger], State] = {
+TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (S.IDLE, T.OPEN): S.CONNECTING,
-    (S.CONNECTING, T.HANDSHAKE_OK): S.CONNECTED,
-    (S.CONNECTING, T.ATTEMPT_FAILED): S.WAITING,
+    (S.CONNECTING, T.CONNECTED): S.CONNECTED,
+    (S.CONNECTING, T.FAILED): S.WAITING,
     (S.CONNECTING, T.GIVE_UP): S.IDLE,
     (S.CONNECTING, T.CLOSE): S.IDLE,
     (S.WAITING, T.RETRY): S.CONNECTING,
-    (S.WAITING, T.GIVE_UP): S.IDLE,
     (S.WAITING, T.CLOSE): S.IDLE,
     (S.CONNECTED, T.LOST): S.WAITING,
     (S.CONNECTED, T.GIVE_UP): S.IDLE,
     (S.CONNECTED, T.CLOSE): S.CLOSING,
     (S.CLOSING, T.CLOSED): S.IDLE,
-    (S.CLOSING, T.LOST): S.IDLE,
-    (S.CLOSING, T.CLOSE): S.CLOSING,
-    (S.IDLE, T.CLOSE): S.IDLE,
 }
+"""Every transition: (state, trigger) -> next state."""
 del S, T
 
 
@@ -95,7 +94,7 @@ class ConnectionState:
         >>> m = ConnectionState()
         >>> m.fire(Trigger.OPEN), m.status
         (<State.CONNECTING: 'connecting'>, <Status.DISCONNECTED: 'Disconnected'>)
-        >>> m.fire(Trigger.HANDSHAKE_OK), m.status
+        >>> m.fire(Trigger.CONNECTED), m.status
         (<State.CONNECTED: 'connected'>, <Status.CONNECTED: 'Connected'>)
     """
 
@@ -111,7 +110,7 @@ class ConnectionState:
     def fire(self, trigger: Trigger) -> State:
         """Apply ``trigger``; RuntimeError if the table has no such transition."""
         try:
-            self.state = _TRANSITIONS[self.state, trigger]
+            self.state = TRANSITIONS[self.state, trigger]
         except KeyError:
             raise RuntimeError(
                 f"invalid transition: {trigger.value} in state {self.state.value}"

@@ -15,33 +15,49 @@ __all__ = ["Target", "parse_url", "redact_url"]
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
 
 
+def _hide_values(part: str, visible_keys: Collection[str]) -> str:
+    params = []
+    for param in part.split("&"):
+        key, equals, _ = param.partition("=")
+        hidden = equals and key not in visible_keys
+        params.append(f"{key}=***" if hidden else param)
+    return "&".join(params)
+
+
 def redact_url(url: object, visible_keys: Collection[str] = ()) -> str:
     """``url`` with its secrets replaced by ``***``, for reprs, logs and output:
-    the password, and the value of every ``key=value`` query parameter except
-    those named in ``visible_keys``. A bare query token, the GeneXus client id
+    the password (or a userinfo that is a bare token), the value of every
+    ``key=value`` query parameter except those named in ``visible_keys``, and
+    any fragment. A bare query token, the GeneXus client id
     (``.../gxwebsocket?<id>``), stays visible.
 
     Example:
         >>> redact_url("ws://alice:s3cret@host/x?abc&token=t0k&v=2", visible_keys={"v"})
         'ws://alice:***@host/x?abc&token=***&v=2'
+        >>> redact_url("ws://TOKEN@host:1?key=S3CRET")
+        'ws://***@host:1?key=***'
     """
     text = str(url)
     scheme, sep, rest = text.partition("://")
     if not sep:
         return text
-    authority, slash, tail = rest.partition("/")
+    cut = len(rest)
+    for mark in "/?#":
+        index = rest.find(mark)
+        if 0 <= index < cut:
+            cut = index
+    authority, tail = rest[:cut], rest[cut:]
     userinfo, at, hostport = authority.rpartition("@")
-    if at and ":" in userinfo:
-        authority = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        authority = f"{user}:***@{hostport}" if colon else f"***@{hostport}"
+    tail, hash_, fragment = tail.partition("#")
     path, question, query = tail.partition("?")
     if question:
-        params = []
-        for param in query.split("&"):
-            key, equals, _ = param.partition("=")
-            hidden = equals and key not in visible_keys
-            params.append(f"{key}=***" if hidden else param)
-        path = f"{path}?{'&'.join(params)}"
-    return f"{scheme}://{authority}{slash}{path}"
+        path = f"{path}?{_hide_values(query, visible_keys)}"
+    if hash_:
+        path = f"{path}#{'***' if fragment else ''}"
+    return f"{scheme}://{authority}{path}"
 
 
 def redacted_repr(url: object) -> str:
@@ -69,12 +85,12 @@ class Target:
             return host
         return f"{host}:{self.port}"
 
-    def basic_auth(self) -> tuple[bytes, bytes] | None:
+    def basic_auth(self) -> tuple[str, str] | None:
         """The ``Authorization: Basic`` header for credentials given in the URL."""
         if self.username is None:
             return None
         token = f"{self.username}:{self.password or ''}".encode()
-        return b"Authorization", b"Basic " + base64.b64encode(token)
+        return "Authorization", "Basic " + base64.b64encode(token).decode("ascii")
 
 
 def parse_url(url: object) -> Target:

@@ -46,7 +46,8 @@ from wsproto.utilities import ProtocolError
 
 from ._events import Message
 from ._genexus import NotificationInfo
-from ._socket import ClientSocket, UrlSource
+from ._loop import UrlSource
+from ._socket import ClientSocket
 
 __all__ = [
     "DEFAULT_URL",

@@ -1,0 +1,625 @@
+"""Links: one established WebSocket connection, as the session drives it.
+
+- ``WireLink`` is the project's own driver: it moves bytes between a trio
+  stream and a sans-I/O engine (``_engine``), and does nothing else. Every
+  write goes through one gate; automatic replies (pongs, the close reply)
+  that come in while another write holds the gate go out right after it.
+- ``TrioWebsocketLink`` is trio-websocket's connection, used only through its
+  public API (``get_message``, ``send_message``, ``ping``, ``aclose``), for
+  ``transport="trio-websocket"``.
+
+A link never decides what an ending means beyond recording it: ``outcome()``
+turns the record into the error, through ``_engine.ending_error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Protocol
+
+import trio
+import trio_websocket
+
+from ._engine import TOO_BIG, Ending, Engine, ending_error, fragment_limit
+from ._errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
+from ._events import Message
+from ._handshake import HeadReader, check_upgrade, request_key
+from ._queues import Slot
+
+__all__ = ["CHUNK", "READ", "CountingStream", "Link", "LinkEnded", "TrioWebsocketLink", "WireLink"]
+
+READ = 65536
+"""Bytes asked of the stream per read."""
+CHUNK = 65536
+"""Largest piece handed to the stream per write, so that a long write shows progress."""
+
+
+class LinkEnded(Exception):
+    """The link cannot carry this: the connection has ended (or is closing).
+
+    ``partial`` is True when a write broke part-way: the frame may have been
+    partly written (the message may or may not have arrived)."""
+
+    def __init__(self, *, partial: bool = False) -> None:
+        super().__init__("the connection has ended")
+        self.partial = partial
+
+
+class Link(Protocol):
+    """What the session needs of a connection."""
+
+    rtt: float | None
+    torn: bool
+    """A write was cut part-way through a frame: nothing more may be written."""
+
+    @property
+    def broken(self) -> bool:
+        """The stream failed or reached its end."""
+        ...
+
+    @property
+    def bytes_in(self) -> int: ...
+
+    @property
+    def bytes_out(self) -> int: ...
+
+    @property
+    def rx_at(self) -> float:
+        """``trio.current_time()`` of the last bytes received."""
+        ...
+
+    @property
+    def writable(self) -> bool:
+        """A data frame may be written now (not closing, not ended, not torn)."""
+        ...
+
+    @property
+    def gate_busy(self) -> bool:
+        """A write is under way."""
+        ...
+
+    async def read(self) -> list[Message]:
+        """The next message(s); LinkEnded once nothing more will come."""
+        ...
+
+    async def write(self, message: Message) -> None:
+        """Write one message; LinkEnded (nothing written) if it cannot."""
+        ...
+
+    async def ping(self, payload: bytes) -> None:
+        """Write a ping; returns once it is written."""
+        ...
+
+    async def close(self, code: int, reason: str, *, reply: bool = True) -> None:
+        """Write our close frame, if the connection is still open. With
+        ``reply``, a link that cannot hand the peer's answer to the reader
+        waits for it here."""
+        ...
+
+    def outcome(self) -> TransportError:
+        """The error that reports how the connection ended."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the underlying stream at once."""
+        ...
+
+
+class WireLink:
+    """A connection driven by the project: a trio stream and an engine."""
+
+    __slots__ = (
+        "_broken",
+        "_engine",
+        "_gate",
+        "_ping",
+        "_ping_at",
+        "_stream",
+        "_waiters",
+        "bytes_in",
+        "bytes_out",
+        "rtt",
+        "rx_at",
+        "torn",
+    )
+
+    def __init__(
+        self, stream: trio.abc.Stream, engine: Engine, bytes_in: int, bytes_out: int
+    ) -> None:
+        self._stream = stream
+        self._engine = engine
+        self._gate = False  # a write holds the gate
+        self._waiters: trio.lowlevel.ParkingLot | None = None  # created when first needed
+        self._broken = False  # the stream failed or reached EOF
+        self._ping: bytes | None = None
+        self._ping_at = 0.0
+        self.bytes_in = bytes_in
+        self.bytes_out = bytes_out
+        self.rx_at = trio.current_time()
+        self.rtt: float | None = None
+        self.torn = False
+
+    @property
+    def writable(self) -> bool:
+        return self._engine.writable and not self.torn and not self._broken
+
+    @property
+    def broken(self) -> bool:
+        return self._broken
+
+    @property
+    def gate_busy(self) -> bool:
+        return self._gate
+
+    # -- reading -----------------------------------------------------------------
+
+    async def read(self) -> list[Message]:
+        engine = self._engine
+        while True:
+            if engine.ended:
+                raise LinkEnded
+            try:
+                data = await self._stream.receive_some(READ)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                self._broken = True
+                engine.receive_eof()
+                raise LinkEnded
+            self.rx_at = trio.current_time()
+            self.bytes_in += len(data)
+            messages = engine.receive(bytes(data) if type(data) is not bytes else data)
+            if engine.pong is not None:
+                self._pong()
+            if not self._gate and not self.torn:
+                await self._flush()  # pongs, the close reply, our close after a violation
+            if messages:
+                return messages
+
+    def _pong(self) -> None:
+        pong, self._engine.pong = self._engine.pong, None
+        if pong == self._ping and self._ping is not None:
+            self.rtt = self.rx_at - self._ping_at
+            self._ping = None
+
+    # -- writing -----------------------------------------------------------------
+
+    async def _acquire(self) -> None:
+        if self._gate:
+            if self._waiters is None:
+                self._waiters = trio.lowlevel.ParkingLot()
+            while self._gate:
+                await self._waiters.park()
+        self._gate = True
+
+    def _release(self) -> None:
+        self._gate = False
+        if self._waiters:
+            self._waiters.unpark()
+
+    async def _flush(self) -> None:
+        """Write what the engine queued by itself (gate taken here)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._gate = True
+        try:
+            await self._send_pending()
+        except LinkEnded:
+            pass
+        finally:
+            self._release()
+
+    async def _send_pending(self) -> None:
+        data = self._engine.pending()
+        while data:
+            await self._send(data)
+            data = self._engine.pending()
+
+    async def _send(self, data: bytes) -> None:
+        """Hand ``data`` to the stream (gate held). Cancelled part-way: ``torn``."""
+        stream = self._stream
+        try:
+            if len(data) <= CHUNK:
+                await stream.send_all(data)
+                self.bytes_out += len(data)
+                return
+            view = memoryview(data)
+            for start in range(0, len(view), CHUNK):
+                chunk = view[start : start + CHUNK]
+                await stream.send_all(chunk)
+                self.bytes_out += len(chunk)
+        except trio.Cancelled:
+            self.torn = True
+            raise
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._broken = True
+            raise LinkEnded(partial=True) from None
+
+    async def write(self, message: Message) -> None:
+        if self._gate:
+            await self._acquire()
+        else:
+            # Cancelled now, nothing is written and the engine has not framed it.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self._gate = True
+        try:
+            if not self.writable:
+                raise LinkEnded
+            # No checkpoint between framing and writing: with compression the
+            # engine's state already counts this frame as sent.
+            await self._send(self._engine.send(message))
+            await self._send_pending()
+        finally:
+            self._release()
+
+    async def ping(self, payload: bytes) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await self._acquire()
+        try:
+            if not self.writable:
+                raise LinkEnded
+            self._ping = payload
+            self._ping_at = trio.current_time()
+            await self._send(self._engine.ping(payload))
+            await self._send_pending()
+        finally:
+            self._release()
+
+    async def close(self, code: int, reason: str, *, reply: bool = True) -> None:
+        await self._acquire()
+        try:
+            if self.torn or self._broken:
+                return
+            data = self._engine.close(code, reason)
+            if data:
+                await self._send(data)
+            await self._send_pending()
+        except LinkEnded:
+            pass
+        finally:
+            self._release()
+
+    def outcome(self) -> TransportError:
+        return ending_error(self._engine.ending)
+
+    async def aclose(self) -> None:
+        self._broken = True
+        await trio.aclose_forcefully(self._stream)
+
+
+class FrameWatch:
+    """Walks the frame headers of the server's bytes (without touching the
+    payloads), for the trio-websocket transport: it tells whether the server
+    sent a close frame, and finds a message of too many fragments, or of more
+    than 4 x ``max_size`` bytes, before trio-websocket assembles it.
+    (trio-websocket's own limit counts characters: it refuses a message of
+    more than ``max_size`` of them with 1009, and the link refuses one of
+    fewer characters but more bytes once it is complete.)"""
+
+    __slots__ = ("_fragments", "_header", "_max_size", "_size", "_skip", "close_seen", "violation")
+
+    def __init__(self, max_size: int) -> None:
+        self._max_size = max_size
+        self._header = b""  # an incomplete frame header
+        self._skip = 0  # payload bytes of the current frame still to come
+        self._size = 0  # bytes of the message being received
+        self._fragments = 0
+        self.close_seen = False
+        self.violation: tuple[int, str] | None = None
+
+    def feed(self, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        while view and self.violation is None:
+            if self._skip:
+                step = min(self._skip, len(view))
+                self._skip -= step
+                view = view[step:]
+                continue
+            header = self._header + bytes(view[:14])
+            if len(header) < 2:
+                self._header, view = header, view[len(view) :]
+                continue
+            length, need = header[1] & 0x7F, 2
+            if length == 126:
+                need = 4
+            elif length == 127:
+                need = 10
+            need += 4 if header[1] & 0x80 else 0
+            if len(header) < need:
+                self._header, view = header, view[len(view) :]
+                continue
+            if length == 126:
+                length = int.from_bytes(header[2:4], "big")
+            elif length == 127:
+                length = int.from_bytes(header[2:10], "big")
+            view = view[need - len(self._header) :]
+            self._header = b""
+            self._frame(header[0], length)
+            self._skip = length
+
+    def _frame(self, first: int, length: int) -> None:
+        opcode = first & 0x0F
+        if opcode == 0x8:
+            self.close_seen = True
+            return
+        if opcode > 0x2:
+            return  # ping, pong (or invalid: trio-websocket refuses those)
+        if opcode != 0x0:
+            self._size = self._fragments = 0
+        self._size += length
+        self._fragments += 1
+        if self._size > 4 * self._max_size:
+            self.violation = (TOO_BIG, "a message exceeded max_message_size")
+        elif self._fragments > fragment_limit(self._max_size):
+            self.violation = (TOO_BIG, "a message had too many fragments")
+
+
+class CountingStream(trio.abc.Stream):
+    """The stream under trio-websocket. It counts bytes; it reads and checks
+    the handshake answer's head itself, as for the other engines (skipping
+    ``100 Continue``, refusing a non-101 at its status line, naming what is
+    wrong with a 101), and hands trio-websocket only a valid 101, or the end
+    of the stream with the reason in ``failure``; it tells when trio-websocket
+    closed it itself (after a protocol error); and it cuts off a server that
+    sends more than a message's worth of bytes without completing one."""
+
+    def __init__(
+        self, inner: trio.abc.Stream, subprotocols: tuple[str, ...], max_size: int
+    ) -> None:
+        self.inner = inner
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.rx_at = trio.current_time()
+        self.request = b""  # the handshake request, as written
+        self.failure: TransportError | None = None  # why the handshake failed
+        self.handshake: trio.CancelScope | None = None  # cancelled when it cannot finish
+        self.subprotocol: str | None = None
+        self._subprotocols = subprotocols
+        self._head: HeadReader | None = HeadReader()
+        self.closed_by_layer = False
+        self.watch: FrameWatch | None = None  # set once the handshake is done
+        self.written = Slot()
+        self.watch = FrameWatch(max_size)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.request:
+            self.request = bytes(data)
+        try:
+            if len(data) <= CHUNK:
+                await self.inner.send_all(data)
+                self.bytes_out += len(data)
+            else:  # in pieces, so that a long write shows its progress
+                view = memoryview(data)
+                for start in range(0, len(view), CHUNK):
+                    chunk = view[start : start + CHUNK]
+                    await self.inner.send_all(chunk)
+                    self.bytes_out += len(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The stream is dead: close it, so that trio-websocket's reader,
+            # which may be waiting to read, ends too (and the link with it).
+            await trio.aclose_forcefully(self.inner)
+            raise
+        finally:
+            self.written.wake()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def _read(self, max_bytes: int | None) -> bytes | bytearray:
+        data = await self.inner.receive_some(max_bytes)
+        self.bytes_in += len(data)
+        self.rx_at = trio.current_time()
+        return data
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self._head is not None:
+            return await self._answer()
+        data = await self._read(max_bytes)
+        watch = self.watch
+        if watch is not None and watch.violation is None:
+            watch.feed(data)
+            if watch.violation is not None:
+                # cut the server off before trio-websocket assembles the message
+                await trio.aclose_forcefully(self.inner)
+                return b""
+        return data
+
+    async def _answer(self) -> bytes:
+        head_reader = self._head
+        assert head_reader is not None
+        while True:
+            try:
+                data = bytes(await self._read(READ))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                return self._refuse(None)
+            try:
+                got = head_reader.feed(data)
+            except ProtocolError as exc:
+                return self._refuse(exc)
+            if got is not None:
+                break
+        self._head = None
+        response, head, rest = got
+        if response.status != 101:
+            return self._refuse(HandshakeRejected(response.status, rest, response.headers))
+        try:
+            self.subprotocol = check_upgrade(
+                response, request_key(self.request), self._subprotocols, ()
+            )
+        except ProtocolError as exc:
+            return self._refuse(exc)
+        if self.watch is not None:
+            self.watch.feed(rest)
+        return head + b"\r\n\r\n" + rest
+
+    def _refuse(self, failure: TransportError | None) -> bytes:
+        """End the handshake: trio-websocket sees the end of the stream."""
+        self._head = None
+        self.failure = failure or ConnectionLost(1006, "connection closed during the handshake")
+        if self.handshake is not None:
+            self.handshake.cancel()  # trio-websocket would wait for its answer forever
+        return b""
+
+    async def aclose(self) -> None:
+        # Only trio-websocket calls this (the link closes ``inner``): before
+        # its close handshake, it means it gave up on the peer's bytes.
+        self.closed_by_layer = True
+        await self.inner.aclose()
+
+
+class TrioWebsocketLink:
+    """trio-websocket's connection behind the seam, through its public API."""
+
+    def __init__(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        stream: CountingStream,
+        nursery: trio.Nursery,
+        max_size: int,
+    ) -> None:
+        self._ws = ws
+        self._stream = stream
+        self._nursery = nursery
+        self._max_size = max_size
+        self._gate = trio.Lock()
+        self._closing = False
+        self._close_scope: trio.CancelScope | None = None
+        self._close_done = trio.Event()
+        self._violation: tuple[int, str] | None = None
+        self.rtt: float | None = None
+        self.torn = False
+
+    @property
+    def bytes_in(self) -> int:
+        return self._stream.bytes_in
+
+    @property
+    def bytes_out(self) -> int:
+        return self._stream.bytes_out
+
+    @property
+    def rx_at(self) -> float:
+        return self._stream.rx_at
+
+    @property
+    def writable(self) -> bool:
+        return self._ws.closed is None and not self._closing and not self.torn
+
+    @property
+    def broken(self) -> bool:
+        watch = self._stream.watch
+        return self._stream.closed_by_layer or (watch is not None and watch.violation is not None)
+
+    @property
+    def gate_busy(self) -> bool:
+        return self._gate.locked()
+
+    async def read(self) -> list[Message]:
+        try:
+            message = await self._ws.get_message()
+        except trio_websocket.ConnectionClosed:
+            if self._closing:
+                # trio-websocket ends get_message() as soon as our close frame
+                # goes; the connection ends once the answer came (or close gave up)
+                await self._close_done.wait()
+            raise LinkEnded from None
+        if (
+            type(message) is str
+            and 4 * len(message) > self._max_size
+            and len(message.encode()) > self._max_size
+        ):
+            # trio-websocket counts characters; the limit is in bytes
+            self._violation = (TOO_BIG, "a message exceeded max_message_size")
+            self._nursery.start_soon(self._abort_with, TOO_BIG)
+            raise LinkEnded
+        return [message]
+
+    async def _abort_with(self, code: int) -> None:
+        with trio.move_on_after(1):
+            await self._ws.aclose(code, "message too big")
+        await trio.aclose_forcefully(self._stream.inner)
+
+    async def write(self, message: Message) -> None:
+        async with self._gate:
+            if not self.writable:
+                raise LinkEnded
+            try:
+                await self._ws.send_message(message)
+            except trio_websocket.ConnectionClosed:
+                raise LinkEnded from None
+            except trio.Cancelled:
+                self.torn = True
+                raise
+
+    async def ping(self, payload: bytes) -> None:
+        async with self._gate:
+            if not self.writable:
+                raise LinkEnded
+            sent_at = trio.current_time()
+            written = self._stream.bytes_out
+            self._nursery.start_soon(self._ping_task, payload, sent_at)
+            # Hold the gate until the ping frame is on the wire.
+            while self._stream.bytes_out == written and self._ws.closed is None:
+                await self._stream.written.wait()
+
+    async def _ping_task(self, payload: bytes, sent_at: float) -> None:
+        try:
+            await self._ws.ping(payload)
+        except (trio_websocket.ConnectionClosed, ValueError):
+            return
+        self.rtt = trio.current_time() - sent_at
+
+    async def close(self, code: int, reason: str, *, reply: bool = True) -> None:
+        self._closing = True
+        async with self._gate:
+            if self.torn or self._ws.closed is not None:
+                self._close_done.set()
+                return
+            stream = self._stream
+            written = stream.bytes_out
+            # trio-websocket's aclose() writes the close frame and waits for the
+            # answer; the link's teardown (aclose) ends that wait, so that a
+            # reader task that died (trio-websocket issue #184) cannot hold it.
+            with trio.CancelScope() as self._close_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._aclose_ws, code, reason)
+                    while stream.bytes_out == written and self._ws.closed is None:
+                        await stream.written.wait()
+                    if not reply:
+                        nursery.cancel_scope.cancel()
+            self._close_scope = None
+
+    async def _aclose_ws(self, code: int, reason: str) -> None:
+        try:
+            with contextlib.suppress(trio_websocket.ConnectionClosed):
+                await self._ws.aclose(code, reason)
+        finally:
+            self._close_done.set()
+            self._stream.written.wake()
+
+    def outcome(self) -> TransportError:
+        watch = self._stream.watch
+        assert watch is not None
+        violation = self._violation or watch.violation
+        reason = self._ws.closed
+        if (
+            violation is None
+            and reason is not None
+            and not watch.close_seen
+            and reason.code != 1006
+            and not self._closing
+        ):
+            # trio-websocket reports wsproto's refusal of the server's bytes
+            # as a close with the code the client sent (1002, 1007, 1009)
+            violation = (reason.code, reason.reason or "an invalid frame")
+        if violation is not None:
+            return ending_error(Ending(violation=violation))
+        if reason is None or reason.code == 1006 or not watch.close_seen:
+            return ending_error(Ending())
+        return ending_error(Ending(peer_close=(reason.code, reason.reason or "")))
+
+    async def aclose(self) -> None:
+        if self._close_scope is not None:
+            self._close_scope.cancel()
+        await trio.aclose_forcefully(self._stream.inner)

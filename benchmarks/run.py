@@ -25,9 +25,11 @@ ROOT = HERE.parent
 RAW = "trio-websocket (defaults)"
 SAME = "trio-websocket (ClientSocket's settings)"
 OURS = "ClientSocket"
-LEAN = "ClientSocket (wsproto transport)"
+LEAN = "ClientSocket (wsproto engine)"
+TW = "ClientSocket (trio-websocket transport)"
 PEER = "websockets.trio"
-CLIENTS = [RAW, SAME, OURS, LEAN, PEER]
+LIMIT = "picows (asyncio, Cython)"
+CLIENTS = [RAW, SAME, OURS, LEAN, TW, PEER, LIMIT]
 
 
 def tests(quick: bool) -> list[tuple[str, str, list[str], str]]:
@@ -153,7 +155,7 @@ def plot(results: dict[str, dict[str, float | None]], clients: list[str], path: 
     fig, axes = plt.subplots(len(labels) // 3 + (len(labels) % 3 > 0), 3, figsize=(15, 13))
     for ax, label in zip(axes.flat, labels, strict=False):
         values = [results[label].get(c) or 0 for c in clients]
-        colors = ["#999", "#bbb", "#1f77b4", "#2ca02c", "#ff7f0e"]
+        colors = ["#999", "#bbb", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#d62728"]
         ax.barh(range(len(clients)), values, color=colors[: len(clients)])
         ax.set_yticks(range(len(clients)), [c.replace(" (", "\n(") for c in clients], fontsize=7)
         better = "lower is better" if label.endswith(LOWER_IS_BETTER) else "higher is better"

@@ -116,10 +116,10 @@ class Undelivered(Event):
     may or may not have arrived: WebSocket cannot tell).
 
     A burst of reports of one reason that the application has not read yet
-    is merged into one event. The payloads it holds are bounded (by
-    ``outbox_size`` in all unread reports together): ``count`` says how many
-    messages the report covers, which is more than ``len(messages)`` when
-    some payloads were not kept.
+    is merged into one event. The payloads unread reports hold are bounded
+    (``outbox_size + event_buffer`` of them, all reports together): ``count``
+    says how many messages the report covers, which is more than
+    ``len(messages)`` when some payloads were not kept (the earliest are kept).
 
     Example:
         >>> Undelivered(messages=("a", "b"), reason="closed").count
@@ -127,8 +127,8 @@ class Undelivered(Event):
     """
 
     messages: tuple[Message, ...]
-    """The messages, in the order they were sent (the first ``outbox_size`` of
-    a longer burst)."""
+    """The messages, in the order they were sent (the first ones of a burst
+    longer than the bound)."""
     reason: UndeliveredReason
     """``"closed"`` (close() or leaving the block), ``"gave up"`` (reconnecting
     stopped), ``"dropped"`` (``overflow="drop-oldest"``) or ``"in flight"``

@@ -23,7 +23,8 @@ from ._events import (
 __all__ = ["EventStream", "Outbox", "Slot", "message_size"]
 
 RESERVE = 64
-"""Connection reports kept beyond a full buffer before the oldest are dropped."""
+"""Connection reports kept beyond a full buffer before the oldest are dropped
+(at most: a buffer of fewer events keeps as many as it holds)."""
 
 
 class _Empty(deque[Any]):
@@ -106,8 +107,9 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
     ``buffer_bytes`` bytes; beyond that the socket stops reading the network
     until the application reads (backpressure). Connection reports
     (``Connected``, ``ConnectionFailed``, ``Undelivered``, ``Closed``) never
-    wait: when the buffer is full they are kept in a reserve of 64, and past
-    that the oldest are dropped and a ``Skipped`` event counts them.
+    wait: when the buffer is full they are kept in a reserve (as many as the
+    buffer holds, at most 64), and past that the oldest are dropped and a
+    ``Skipped`` event counts them.
 
     Example:
         >>> async def consume(sock):  # doctest: +SKIP
@@ -126,6 +128,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         "_items",
         "_late",
         "_readers",
+        "_reserve",
         "_skipped",
         "_skipped_messages",
         "_writers",
@@ -134,6 +137,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
 
     def __init__(self, bound: int, byte_bound: int, hold: int) -> None:
         self._bound = bound
+        self._reserve = min(bound, RESERVE)
         self._byte_bound = byte_bound
         self._hold = hold  # payloads unread reports may hold, all together
         self._items: deque[_Item] = _NONE  # a real deque on the first event
@@ -308,7 +312,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             if self._late is _NONE:
                 self._late = deque()
             self._late.append(item)
-            if len(self._late) > RESERVE:
+            if len(self._late) > self._reserve:
                 old = self._late.popleft()
                 self._skipped += 1
                 self.dropped += 1
@@ -347,13 +351,14 @@ class Outbox:
     undelivered. The queue always holds the consecutive numbers ``head ..
     head + len(items) - 1``, and the message in flight is ``head - 1``."""
 
-    __slots__ = ("_changed", "_watches", "capacity", "head", "inflight", "items")
+    __slots__ = ("_changed", "_watches", "capacity", "head", "inflight", "items", "lost")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.items: deque[Message] = _NONE  # a real deque on the first message
         self.inflight: Message | None = None
         self.head = 0  # number of items[0]
+        self.lost: str | None = None  # why a message was lost since the socket was opened
         self._watches: list[_Watch] = []
         # send(), wait_sent() and close() wait here; created when first needed
         self._changed: trio.lowlevel.ParkingLot | None = None
@@ -376,6 +381,8 @@ class Outbox:
             self._changed.unpark_all()
 
     def _lost(self, first: int, count: int, reason: str) -> None:
+        if self.lost is None:
+            self.lost = reason
         for watch in self._watches:
             if first < watch.high and first + count > watch.low and watch.lost is None:
                 watch.lost = reason
@@ -389,8 +396,7 @@ class Outbox:
     def drop_oldest(self) -> Message:
         """Remove and return the oldest queued message (never the one in flight)."""
         message = self.items.popleft()
-        if self._watches:
-            self._lost(self.head, 1, "dropped")
+        self._lost(self.head, 1, "dropped")
         self.head += 1
         self.notify()
         return message
@@ -438,7 +444,7 @@ class Outbox:
         """Take every queued message out, to report it undelivered (``reason``:
         how the socket ended, "closed" or "gave up")."""
         items = tuple(self.items)
-        if items and self._watches:
+        if items:
             self._lost(self.head, len(items), reason)
         self.head += len(items)
         self.items = _NONE
@@ -456,7 +462,9 @@ class Outbox:
 
     async def wait_settled(self) -> str | None:
         """Wait until every message taken so far is written or reported; the
-        reason some of them will never be written, or None."""
+        reason some of them (or one lost before, since the socket was opened)
+        will never be written, or None."""
+        earlier = self.lost
         high = self.head + len(self.items)
         low = self.head - (self.inflight is not None)
         watch = _Watch(low, high)
@@ -468,4 +476,4 @@ class Outbox:
                 await self.wait_changed()
         finally:
             self._watches.remove(watch)
-        return watch.lost
+        return earlier or watch.lost

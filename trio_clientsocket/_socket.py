@@ -240,7 +240,7 @@ class ClientSocket:
             connect_limiter=connect_limiter,
         )
         self._outbox = Outbox(outbox_size)
-        self._events = EventStream(event_buffer, buffer_bytes, outbox_size)
+        self._events = EventStream(event_buffer, buffer_bytes, outbox_size + event_buffer)
         self._shared = Shared(self._outbox, self._events)
         self._run: Run | None = None  # the run send() queues for
         self._last: Run | None = None  # the current or last run, for url and repr
@@ -393,6 +393,7 @@ class ClientSocket:
             await self._stop(1000, "")
             self._check_usable()
             self._url = url
+            self._outbox.lost = None  # wait_sent() counts losses from here
             run = Run(url, self._config, self._shared)
             self._run = self._last = run
             self._shared.fire(Trigger.OPEN)
@@ -491,8 +492,8 @@ class ClientSocket:
         await trio.lowlevel.checkpoint()
 
     async def wait_sent(self) -> None:
-        """Wait until every message passed to ``send()`` before this call has
-        been written to a connection.
+        """Wait until every message passed to ``send()`` before this call (since
+        the last ``open()``) has been written to a connection.
 
         Raises:
             SocketClosedError: some of them will never be written: the socket

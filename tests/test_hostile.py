@@ -1,9 +1,9 @@
 """Issue 12, "ten ways to break the socket": one or more regression tests per
 defect, in memory on the mock clock, through the public API only.
 
-The tests marked ``xfail(strict=True)`` fail on the code the issue was filed
-against; the fix removes the marks. The unmarked ones guard a promise next to
-a defect, which the fix must keep. Real TCP (defects 1 and 8, TLS) is in
+Most of these failed on the code the issue was filed against (they were
+marked ``xfail(strict=True)`` until the fix); the others guard a promise next
+to a defect, which the fix had to keep. Real TCP (defects 1 and 8, TLS) is in
 test_hostile_tcp.py.
 """
 
@@ -68,7 +68,6 @@ def socket_to(server: MockServer, url: str = URL, **options: object) -> ClientSo
 # -- 1. a frozen peer goes undetected while the application keeps sending ---------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #1: sending hides a frozen peer")
 async def test_frozen_peer_detected_while_sending_every_10_ms(autojump_clock: object) -> None:
     """The mock server stops reading (``stall``) but the in-memory stream still
     takes every byte, as a stopped process's kernel does. Bytes the local side
@@ -101,7 +100,6 @@ async def test_frozen_peer_detected_while_sending_every_10_ms(autojump_clock: ob
 # -- 2. an application that only sends stops reconnecting, for good -------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #2: a full event buffer stops reconnecting")
 async def test_sender_that_never_reads_events_reconnects_after_600_refusals(
     autojump_clock: object,
 ) -> None:
@@ -121,7 +119,6 @@ async def test_sender_that_never_reads_events_reconnects_after_600_refusals(
     assert isinstance(events[-1], Closed)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #2: a full event buffer stops reconnecting")
 async def test_sender_that_never_reads_events_survives_300_connect_lose_cycles(
     autojump_clock: object,
 ) -> None:
@@ -142,7 +139,6 @@ async def test_sender_that_never_reads_events_survives_300_connect_lose_cycles(
     assert isinstance(events[-1], Closed)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #2: a full event buffer stops reconnecting")
 async def test_messages_are_never_dropped_with_the_lifecycle_events(autojump_clock: object) -> None:
     """Lifecycle events may be dropped while nobody reads; received messages
     never are: they wait (backpressure), and all arrive once the reader comes."""
@@ -215,7 +211,6 @@ async def shown_for(url: str, caplog: pytest.LogCaptureFixture) -> tuple[list[st
     return shown, raw
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #3: secrets shown in URLs and Connected.url")
 @pytest.mark.parametrize("url", SHAPES)
 async def test_no_url_secret_is_ever_shown(
     url: str, caplog: pytest.LogCaptureFixture, autojump_clock: object
@@ -228,7 +223,6 @@ async def test_no_url_secret_is_ever_shown(
         assert any("abc-123" in text for text in shown)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #3: secrets shown in URLs and Connected.url")
 @pytest.mark.parametrize(
     "url",
     [
@@ -271,15 +265,7 @@ async def offer(sock: ClientSocket, api: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("api", "path"),
     [
-        pytest.param(
-            api,
-            path,
-            id=f"{api}-{path}",
-            # send() on a connected, idle socket already raises today: a guard
-            marks=()
-            if (api, path) == ("send", "connected-idle")
-            else pytest.mark.xfail(strict=True, reason="issue 12 #4: a lone surrogate is accepted"),
-        )
+        pytest.param(api, path, id=f"{api}-{path}")
         for api in ("send", "send_nowait")
         for path in PATHS
     ],
@@ -315,7 +301,6 @@ async def test_unencodable_text_is_refused_and_harms_nothing(
 # -- 5. drop-oldest is quadratic and keeps every dropped payload -------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #5: drop-oldest keeps every dropped payload")
 async def test_drop_oldest_holds_a_bounded_number_of_dropped_payloads(
     autojump_clock: object,
 ) -> None:
@@ -362,7 +347,6 @@ async def test_drop_oldest_reports_each_drop(autojump_clock: object) -> None:
 # -- 6. open() after the block has exited --------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #6: open() after exit raises RuntimeError")
 async def test_open_after_exit_raises_socket_closed_error(autojump_clock: object) -> None:
     async with open_mock_server() as server:
         sock = socket_to(server)
@@ -376,7 +360,6 @@ async def test_open_after_exit_raises_socket_closed_error(autojump_clock: object
         assert sock.status is Status.DISCONNECTED
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #6: open() after exit half-opens the socket")
 async def test_failed_open_after_exit_changes_nothing(autojump_clock: object) -> None:
     async with open_mock_server() as server:
         sock = socket_to(server)
@@ -415,9 +398,6 @@ def run_isolated(scenario: Callable[[], Awaitable[None]], wall_seconds: float) -
     return not thread.is_alive()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12 #6: close() hangs after open() on an exited socket"
-)
 def test_close_after_exit_and_open_returns_at_once() -> None:
     returned: list[float] = []
 
@@ -458,7 +438,6 @@ async def test_after_exit_send_raises_and_close_returns_at_once(autojump_clock: 
 # -- 7. wait_sent() is wrong in both directions ----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #7: wait_sent() returns after giving up")
 async def test_wait_sent_raises_when_the_socket_gives_up_while_waiting(
     autojump_clock: object,
 ) -> None:
@@ -474,7 +453,6 @@ async def test_wait_sent_raises_when_the_socket_gives_up_while_waiting(
     assert server.received == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #7: wait_sent() returns after giving up")
 async def test_wait_sent_raises_after_the_socket_gave_up(autojump_clock: object) -> None:
     with trio.fail_after(LIMIT):
         async with open_mock_server() as server:
@@ -495,7 +473,6 @@ class SlowUplink(WrappedStream):
         await self.inner.send_all(data)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #7: wait_sent() raises while close() delivers")
 async def test_wait_sent_returns_when_a_concurrent_close_delivers_everything(
     autojump_clock: object,
 ) -> None:
@@ -561,7 +538,6 @@ async def receive_one(server: MockServer, message: str | bytes) -> Event:
     raise AssertionError("event stream ended")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #9: max_message_size counts characters")
 @pytest.mark.parametrize("emoji", [MAX // 4 + 1, MAX], ids=["just-over", "4x-over"])
 async def test_text_over_the_limit_in_bytes_is_refused(emoji: int, autojump_clock: object) -> None:
     message = EMOJI * emoji
@@ -611,7 +587,6 @@ against the test's max_message_size of 64 KiB trips after 32 Ki frames."""
 BATCH = 2**14
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #10: endless empty fragments are accepted")
 async def test_endless_empty_continuation_frames_fail_the_connection(
     autojump_clock: object,
 ) -> None:
@@ -660,7 +635,6 @@ async def first_failure(
     raise AssertionError("not reached")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 (smaller): 100 Continue is a fatal rejection")
 async def test_informational_100_continue_before_101_connects(autojump_clock: object) -> None:
     async def continue_then_switch(stream: trio.abc.Stream, request: bytes) -> None:
         await stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -704,9 +678,6 @@ HANDSHAKE_FAULTS: list[tuple[Respond, tuple[str, ...]]] = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12 (smaller): transports classify and word handshake faults apart"
-)
 async def test_hostile_handshake_answers_are_protocol_errors_that_name_the_cause(
     autojump_clock: object,
 ) -> None:
@@ -753,7 +724,6 @@ async def unauthorized_endless_body(stream: trio.abc.Stream, request: bytes) -> 
         await trio.sleep(0.01)  # the server's pace: 400 KB/s
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 (smaller): 401 with an endless body times out")
 async def test_401_with_an_endless_chunked_body_is_fatal_at_once(autojump_clock: object) -> None:
     failed, took = await first_failure(unauthorized_endless_body, connect_timeout=2)
     assert isinstance(failed.error, HandshakeRejected), repr(failed.error)
@@ -765,7 +735,6 @@ async def test_401_with_an_endless_chunked_body_is_fatal_at_once(autojump_clock:
 # -- smaller: Classifier(fatal_close_codes={1002}) can never match ----------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 (smaller): close codes 1002/1007 never match")
 @pytest.mark.parametrize("code", [1002, 1007])
 async def test_fatal_close_codes_1002_and_1007_can_be_matched(
     code: int, autojump_clock: object

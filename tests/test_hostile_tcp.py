@@ -68,7 +68,6 @@ async def handshake_then_freeze(stream: trio.SocketStream) -> None:
     await trio.sleep_forever()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #1: sending hides a frozen peer")
 async def test_frozen_peer_detected_while_the_application_sends() -> None:
     with trio.fail_after(5):
         async with tcp_server(handshake_then_freeze) as port:
@@ -203,7 +202,6 @@ async def test_long_upload_that_progresses_is_not_a_dead_peer() -> None:
 ROUNDS = 20
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #8: keepalive judges before reading the pong")
 async def test_blocked_loop_with_the_pong_in_the_socket_is_not_a_dead_peer() -> None:
     """The server (in its own thread, so that it runs while the loop is blocked)
     answers each ping 10 ms after reading it. Each round, as soon as it has read
@@ -245,7 +243,6 @@ async def eof_in_tls(stream: trio.SocketStream) -> None:
     await stream.receive_some()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 (smaller): EOF in TLS surfaces as SSLEOFError")
 async def test_eof_during_tls_handshake_is_connection_lost_1006() -> None:
     ca = trustme.CA()
     client_ctx = ssl.create_default_context()
@@ -264,7 +261,6 @@ async def test_eof_during_tls_handshake_is_connection_lost_1006() -> None:
 # -- 3. a query secret leaks when the URL has no path: the CLI's output ---------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #3: the CLI shows a query secret without a path")
 async def test_cli_output_hides_a_query_secret_without_path() -> None:
     with trio.fail_after(30):
         async with open_mock_server(echo=True) as server:

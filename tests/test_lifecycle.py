@@ -24,7 +24,7 @@ from trio_clientsocket import (
     Status,
     Undelivered,
 )
-from trio_clientsocket._socket import UrlSource
+from trio_clientsocket._loop import UrlSource
 from trio_clientsocket.testing import MockServer, open_mock_server
 
 from .conftest import EXACT, URL, client_socket
@@ -118,7 +118,7 @@ async def test_close_then_open_again(server: MockServer, autojump_clock: object)
 
 
 def _drain(sock: ClientSocket) -> list[Event]:
-    events = []
+    events: list[Event] = []
     while True:
         try:
             events.append(sock.events().receive_nowait())

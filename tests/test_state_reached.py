@@ -3,8 +3,6 @@ reached by a story told through the public API (the table holds no dead rows).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import trio
 import trio.testing
@@ -17,7 +15,7 @@ FAST = Backoff(initial=1, factor=1, jitter=0)
 
 
 @pytest.fixture
-def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[tuple[State, Trigger]]]:
+def seen(monkeypatch: pytest.MonkeyPatch) -> set[tuple[State, Trigger]]:
     record: set[tuple[State, Trigger]] = set()
     fire = ConnectionState.fire
 
@@ -26,7 +24,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[tuple[State, Trigger]]
         return fire(self, trigger)
 
     monkeypatch.setattr(ConnectionState, "fire", recording)
-    yield record
+    return record
 
 
 async def test_every_transition_is_reached(

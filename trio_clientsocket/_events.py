@@ -157,8 +157,9 @@ class Closed(Event):
 class Skipped(Event):
     """Events the socket could not keep because the application was not reading
     ``events()``: the connection never waits for the reader, so when the
-    buffer is full, the oldest connection reports beyond a small reserve are
-    dropped, and this event stands where they were.
+    buffer is full, connection reports beyond a small reserve are dropped
+    (``Connected`` and retried ``ConnectionFailed`` first), and this event
+    comes before the reports that were kept.
 
     Example:
         >>> Skipped(count=3, undelivered=0).count

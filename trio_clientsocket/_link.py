@@ -86,8 +86,9 @@ class Link(Protocol):
         """Write one message; LinkEnded (nothing written) if it cannot."""
         ...
 
-    async def ping(self, payload: bytes) -> None:
-        """Write a ping; returns once it is written."""
+    async def ping(self, payload: bytes) -> int:
+        """Write a ping; returns once it is written, with ``bytes_in`` as it was
+        when the ping went out (what comes in after that answers it)."""
         ...
 
     async def close(self, code: int, reason: str, *, reply: bool = True) -> None:
@@ -251,7 +252,7 @@ class WireLink:
         finally:
             self._release()
 
-    async def ping(self, payload: bytes) -> None:
+    async def ping(self, payload: bytes) -> int:
         await trio.lowlevel.checkpoint_if_cancelled()
         await self._acquire()
         try:
@@ -259,8 +260,10 @@ class WireLink:
                 raise LinkEnded
             self._ping = payload
             self._ping_at = trio.current_time()
+            mark = self.bytes_in
             await self._send(self._engine.ping(payload))
             await self._send_pending()
+            return mark
         finally:
             self._release()
 
@@ -552,16 +555,18 @@ class TrioWebsocketLink:
                 self.torn = True
                 raise
 
-    async def ping(self, payload: bytes) -> None:
+    async def ping(self, payload: bytes) -> int:
         async with self._gate:
             if not self.writable:
                 raise LinkEnded
             sent_at = trio.current_time()
             written = self._stream.bytes_out
+            mark = self._stream.bytes_in
             self._nursery.start_soon(self._ping_task, payload, sent_at)
             # Hold the gate until the ping frame is on the wire.
             while self._stream.bytes_out == written and self._ws.closed is None:
                 await self._stream.written.wait()
+            return mark
 
     async def _ping_task(self, payload: bytes, sent_at: float) -> None:
         try:

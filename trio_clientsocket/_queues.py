@@ -24,7 +24,7 @@ __all__ = ["EventStream", "Outbox", "Slot", "message_size"]
 
 RESERVE = 64
 """Connection reports kept beyond a full buffer before the oldest are dropped
-(at most: a buffer of fewer events keeps as many as it holds)."""
+(at most: a buffer of fewer events keeps as many as it holds, at least 8)."""
 
 
 class _Empty(deque[Any]):
@@ -108,8 +108,9 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
     until the application reads (backpressure). Connection reports
     (``Connected``, ``ConnectionFailed``, ``Undelivered``, ``Closed``) never
     wait: when the buffer is full they are kept in a reserve (as many as the
-    buffer holds, at most 64), and past that the oldest are dropped and a
-    ``Skipped`` event counts them.
+    buffer holds, between 8 and 64), and past that the oldest are dropped
+    (``Connected`` and retried ``ConnectionFailed`` first) and a ``Skipped``
+    event counts them.
 
     Example:
         >>> async def consume(sock):  # doctest: +SKIP
@@ -137,7 +138,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
 
     def __init__(self, bound: int, byte_bound: int, hold: int) -> None:
         self._bound = bound
-        self._reserve = min(bound, RESERVE)
+        self._reserve = min(RESERVE, max(8, bound))
         self._byte_bound = byte_bound
         self._hold = hold  # payloads unread reports may hold, all together
         self._items: deque[_Item] = _NONE  # a real deque on the first event
@@ -313,14 +314,28 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
                 self._late = deque()
             self._late.append(item)
             if len(self._late) > self._reserve:
-                old = self._late.popleft()
-                self._skipped += 1
-                self.dropped += 1
-                if isinstance(old, _Report):
-                    self._held -= len(old.messages)
-                    self._skipped_messages += old.count
+                self._drop_one()
         if self._readers:
             self._readers.unpark()
+
+    def _drop_one(self) -> None:
+        """Drop the oldest report of the reserve that the application can do
+        without (a Connected, or a ConnectionFailed that was retried), else the
+        oldest; the ``Skipped`` event counts it."""
+        late = self._late
+        for index, item in enumerate(late):
+            if type(item) is Connected or (
+                type(item) is ConnectionFailed and item.retry_in is not None
+            ):
+                del late[index]
+                break
+        else:
+            item = late.popleft()
+            if isinstance(item, _Report):
+                self._held -= len(item.messages)
+                self._skipped_messages += item.count
+        self._skipped += 1
+        self.dropped += 1
 
     def close(self) -> None:
         """End the stream once the buffered events are read."""

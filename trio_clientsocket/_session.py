@@ -264,20 +264,18 @@ class Session:
         # progress of the writes ahead of it (a long upload that moves is no
         # sign of death, nor of life: only bytes received are).
         start, written = trio.current_time(), link.bytes_out
-        while True:
-            with trio.move_on_at(start + patience) as waiting:
+        received = None
+        while received is None:
+            with trio.move_on_at(start + patience):
                 try:
-                    await link.ping(payload)
+                    received = await link.ping(payload)
                 except LinkEnded:
                     return True  # the reader reports the end
-            if not waiting.cancelled_caught:
-                break
-            if link.torn:
-                return False
-            if link.bytes_out == written:
-                return False
-            start, written = trio.current_time(), link.bytes_out
-        sent_at, received = trio.current_time(), link.bytes_in
+            if received is None:
+                if link.torn or link.bytes_out == written:
+                    return False
+                start, written = trio.current_time(), link.bytes_out
+        sent_at = trio.current_time()
         await trio.sleep_until(sent_at + patience)
         # The deadline and a readable socket can wake in the same scheduler
         # batch (after the event loop was blocked): let the reader read what

@@ -70,6 +70,7 @@ def per_message(client: str, test: str, port: int, args: list[str], small: int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", nargs="*", default=[SAME, OURS, LEAN, PEER])
+    parser.add_argument("--tests", nargs="*", default=None, help="labels to run (default all)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt install valgrind)")
@@ -81,6 +82,8 @@ def main() -> None:
         port = int(server.stdout.readline().split()[1])
         with ThreadPoolExecutor(max_workers=2) as pool:
             for label, test, targs, small, big in TESTS:
+                if args.tests is not None and label not in args.tests:
+                    continue
                 jobs = {
                     c: pool.submit(per_message, c, test, port, targs, small, big)
                     for c in args.clients

@@ -23,7 +23,7 @@ from typing import Literal, Protocol, cast
 
 import attrs
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidHandshake, PayloadTooBig
+from websockets.exceptions import PayloadTooBig
 from websockets.exceptions import ProtocolError as WebsocketsProtocolError
 from websockets.frames import BINARY, CONT, PONG, TEXT, Frame
 from websockets.protocol import OPEN as WS_OPEN
@@ -186,9 +186,13 @@ class WebsocketsEngine:
     ) -> None:
         path, _, query = target.resource.partition("?")
         uri = WebSocketURI(target.secure, target.host, target.port, path, query)
+        # Created OPEN: the handshake answer is read and checked by
+        # ``_handshake`` for every engine (the protocol's own handshake parser
+        # would also keep the answer's headers alive for the connection's life).
         self._p = ClientProtocol(
             uri,
             subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
+            state=WS_OPEN,
             max_size=max_size,
             logger=_QUIET,
         )
@@ -203,50 +207,43 @@ class WebsocketsEngine:
         request = self._p.connect()
         for name, value in self._headers:
             request.headers[name] = value
-        self._p.send_request(request)
-        return b"".join(self._p.data_to_send())
+        self._headers = []
+        return request.serialize()
 
     def accept(self, head: bytes, rest: bytes) -> list[Message]:
-        p = self._p
-        p.receive_data(head + b"\r\n\r\n")
-        p.events_received()
-        if p.handshake_exc is not None:
-            error = p.handshake_exc
-            if isinstance(error, InvalidHandshake):
-                raise ProtocolError(f"invalid handshake response: {error}") from error
-            raise ProtocolError(f"invalid handshake response: {error!r}") from error
         return self.receive(rest) if rest else []
 
     def receive(self, data: bytes) -> list[Message]:
         p = self._p
         p.receive_data(data)
         out: list[Message] = []
-        for frame in cast("list[Frame]", p.events_received()):
+        frames: list[Frame] = p.events_received()  # type: ignore[assignment]  # OPEN: frames only
+        for frame in frames:
             opcode = frame.opcode
-            data = cast(bytes, frame.data)
+            payload: bytes = frame.data  # type: ignore[assignment]  # parsed frames: bytes
             if opcode is TEXT:
                 if frame.fin and self._assembly is None:
                     try:
-                        out.append(data.decode())
+                        out.append(payload.decode())
                     except UnicodeDecodeError as exc:
                         self._fail(1007, f"invalid UTF-8 in a text message ({exc.reason})")
                         break
                 else:
                     self._assembly = _Assembly(text=True)
-                    if not self._part(data, frame.fin, out):
+                    if not self._part(payload, frame.fin, out):
                         break
             elif opcode is BINARY:
                 if frame.fin and self._assembly is None:
-                    out.append(data)
+                    out.append(payload)
                 else:
                     self._assembly = _Assembly(text=False)
-                    if not self._part(data, frame.fin, out):
+                    if not self._part(payload, frame.fin, out):
                         break
             elif opcode is CONT:
-                if not self._part(data, frame.fin, out):
+                if not self._part(payload, frame.fin, out):
                     break
             elif opcode is PONG:
-                self.pong = data
+                self.pong = payload
             # PING: the protocol queued the pong itself; CLOSE: see ending.
         return out
 

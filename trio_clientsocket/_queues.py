@@ -18,10 +18,13 @@ from ._events import (
     SocketEvent,
     Undelivered,
     UndeliveredReason,
+    received,
 )
 
-__all__ = ["EventStream", "Outbox", "Slot", "message_size"]
+__all__ = ["EventStream", "Mutex", "Outbox", "Slot", "message_size"]
 
+SCHEDULE_EVERY = 16
+"""``receive()`` of an event that is ready lets other tasks run once in this many calls."""
 RESERVE = 64
 """Connection reports kept beyond a full buffer before the oldest are dropped
 (at most: a buffer of fewer events keeps as many as it holds, at least 8)."""
@@ -72,6 +75,34 @@ class Slot:
     def _abort(self, _: object) -> trio.lowlevel.Abort:
         self._task = None
         return trio.lowlevel.Abort.SUCCEEDED
+
+
+class Mutex:
+    """A lock for the socket's open() and close(): ``trio.Lock`` semantics
+    (acquiring is a checkpoint), without its parking lot until two tasks
+    contend (most sockets never see that)."""
+
+    __slots__ = ("_held", "_lot")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._lot: trio.lowlevel.ParkingLot | None = None
+
+    async def __aenter__(self) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if not self._held:
+            self._held = True
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
+        await self._lot.park()  # ownership is handed over on release
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._lot:
+            self._lot.unpark()  # the next owner holds it from here
+        else:
+            self._held = False
 
 
 class _Report:
@@ -129,6 +160,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         "_items",
         "_late",
         "_readers",
+        "_ready",
         "_reserve",
         "_skipped",
         "_skipped_messages",
@@ -148,9 +180,11 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         self._skipped = 0  # reports dropped from _late, not yet shown as Skipped
         self._skipped_messages = 0
         self._closed = False
+        self._ready = 0  # receive() calls since the last schedule point
         self._discard = False  # the application closed its end
-        self._readers = trio.lowlevel.ParkingLot()
-        self._writers: trio.lowlevel.ParkingLot | None = None  # created when first needed
+        # where the application and the reader wait; created when first needed
+        self._readers: trio.lowlevel.ParkingLot | None = None
+        self._writers: trio.lowlevel.ParkingLot | None = None
         self.dropped = 0
         """Reports dropped (``Skipped``) over the stream's life."""
 
@@ -182,7 +216,12 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             if not items:
                 self._items = _NONE  # an empty deque costs 760 bytes: idle sockets hold none
             if type(item) is MessageReceived:
-                self._bytes -= message_size(item.message)
+                message = item.message
+                self._bytes -= (
+                    len(message)
+                    if type(message) is bytes or message.isascii()
+                    else 4 * len(message)
+                )
                 writers = self._writers
                 # Wake a waiting producer only below the low-water marks, so that
                 # it refills in bulk instead of in lockstep, one per pass.
@@ -219,14 +258,25 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             ...     return await sock.events().receive()
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                event = self.receive_nowait()
-            except trio.WouldBlock:
-                await self._readers.park()
-                continue
-            await trio.lowlevel.cancel_shielded_checkpoint()
+        try:
+            event = self.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        else:
+            self._ready += 1
+            if self._ready >= SCHEDULE_EVERY:
+                self._ready = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()  # the schedule point
             return event
+        self._ready = 0
+        if self._readers is None:
+            self._readers = trio.lowlevel.ParkingLot()
+        while True:  # waiting is the schedule point: no second one once woken
+            await self._readers.park()
+            try:
+                return self.receive_nowait()
+            except trio.WouldBlock:
+                continue
 
     async def aclose(self) -> None:
         """Stop reading: buffered and later events are discarded, and the socket
@@ -239,7 +289,8 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         self._discard = True
         self._items = self._late = _NONE
         self._bytes = self._held = self._skipped = self._skipped_messages = 0
-        self._readers.unpark_all()
+        if self._readers:
+            self._readers.unpark_all()
         if self._writers:
             self._writers.unpark_all()
         await trio.lowlevel.checkpoint()
@@ -252,21 +303,35 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             bound, byte_bound = max(1, bound // 2), byte_bound // 2
         return len(self._items) < bound and self._bytes < byte_bound and not self._late
 
-    def put_message(self, event: MessageReceived) -> bool:
-        """Append a received message unless the buffer is full; True if appended
-        (or discarded because the application closed its end)."""
+    def put_messages(self, messages: list[Message], start: int = 0) -> int:
+        """Append received messages from ``messages[start:]`` while the buffer
+        has room; the index of the first one not taken (``len(messages)``
+        when all were taken, or discarded because the application closed its
+        end)."""
         if self._discard:
-            return True
+            return len(messages)
         items = self._items
-        if len(items) >= self._bound or self._bytes >= self._byte_bound or self._late:
-            return False
         if items is _NONE:
             items = self._items = deque()
-        items.append(event)
-        self._bytes += message_size(event.message)
-        if self._readers:
+        bound, byte_bound, size = self._bound, self._byte_bound, self._bytes
+        index, end = start, len(messages)
+        if not self._late:
+            append = items.append
+            while index < end and len(items) < bound and size < byte_bound:
+                message = messages[index]
+                append(received(message))
+                size += (
+                    len(message)
+                    if type(message) is bytes or message.isascii()
+                    else 4 * len(message)
+                )
+                index += 1
+        self._bytes = size
+        if not items:
+            self._items = _NONE
+        elif self._readers:
             self._readers.unpark()
-        return True
+        return index
 
     async def wait_room(self) -> None:
         """Wait until the buffer has room for messages again (below its low-water
@@ -340,7 +405,8 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
     def close(self) -> None:
         """End the stream once the buffered events are read."""
         self._closed = True
-        self._readers.unpark_all()
+        if self._readers:
+            self._readers.unpark_all()
         if self._writers:
             self._writers.unpark_all()
 

@@ -14,7 +14,7 @@ import random
 import trio
 
 from ._errors import ConnectionLost, KeepaliveTimeout, TransportError
-from ._events import Message, MessageReceived
+from ._events import Message
 from ._link import Link, LinkEnded
 from ._queues import EventStream, Outbox
 from ._stats import Counters
@@ -102,27 +102,28 @@ class Session:
             while True:
                 if batch:
                     counters.received += len(batch)
-                    if not self.closing:  # after close(), what arrives is not delivered
-                        for message in batch:
-                            event = MessageReceived(message)
-                            if not events.put_message(event):
-                                await self._pause(event)
+                    # after close(), what arrives is not delivered
+                    if not self.closing:
+                        taken = events.put_messages(batch)
+                        if taken < len(batch):
+                            await self._pause(batch, taken)
                 batch = await link.read()
         except LinkEnded:
             self._end(None)
 
-    async def _pause(self, event: MessageReceived) -> None:
-        """Backpressure: stop reading until the application makes room."""
+    async def _pause(self, batch: list[Message], taken: int) -> None:
+        """Backpressure: stop reading until the application has made room for
+        ``batch[taken:]``."""
         self.paused = True
         self.pauses += 1
+        events = self.events
         try:
             with trio.CancelScope() as self._pause_scope:
-                while not self.events.put_message(event):
-                    if self.closing:
+                while taken < len(batch):
+                    await events.wait_room()
+                    if self.closing or events.closed:
                         return
-                    await self.events.wait_room()
-                    if self.events.closed:
-                        return
+                    taken = events.put_messages(batch, taken)
         finally:
             self._pause_scope = None
             self.paused = False

@@ -20,7 +20,7 @@ from ._dial import TRANSPORTS, DialOptions, OpenStream, tcp_opener
 from ._errors import InvalidURLError, OutboxFullError, SocketClosedError
 from ._events import Message
 from ._loop import Config, HeadersSource, Run, Shared, UrlSource, header_pairs
-from ._queues import EventStream, Outbox
+from ._queues import EventStream, Mutex, Outbox
 from ._state import Status, Trigger
 from ._stats import SocketStatistics
 from ._url import parse_url
@@ -245,7 +245,7 @@ class ClientSocket:
         self._run: Run | None = None  # the run send() queues for
         self._last: Run | None = None  # the current or last run, for url and repr
         self._stopping: list[Run] = []  # runs being stopped by some task
-        self._control = trio.Lock()
+        self._control = Mutex()
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
         self._entered = False

@@ -116,14 +116,14 @@ async def test_drop_oldest_never_drops_the_message_being_written(
         "ws://x/", open_stream=slow, outbox_size=1, overflow="drop-oldest", ping_interval=None
     ) as sock:
         await sock.wait_connected()
-        await sock.send("A" * 20_000)  # too big to write directly: the writer takes it
+        await sock.send("A" * 100_000)  # too big to write directly: the writer takes it
         await trio.sleep(0.01)
         await sock.send("B")
         await sock.send("C")  # the outbox (1) holds B: B is dropped, not A
         with pytest.raises(OutboxFullError):  # B will never be written
             await sock.wait_sent()
         await server.wait_for(lambda: len(server.received) == 2)
-    assert server.received == ["A" * 20_000, "C"]
+    assert server.received == ["A" * 100_000, "C"]
     assert Undelivered(messages=("B",), reason="dropped") in _drain(sock)
 
 

@@ -53,7 +53,8 @@ async def test_receive_lets_other_tasks_run_at_least_every_so_many_ready_events(
         nursery.cancel_scope.cancel()
     assert len(got) == count
     # a schedule point once in SCHEDULE_EVERY ready events, not on every one
-    assert count // SCHEDULE_EVERY <= ran <= count // SCHEDULE_EVERY + 1
+    # (give or take one: which of the two runs first in a batch is random)
+    assert count // SCHEDULE_EVERY - 1 <= ran <= count // SCHEDULE_EVERY + 1
 
 
 async def test_a_waiting_receive_is_woken_without_a_second_pass() -> None:

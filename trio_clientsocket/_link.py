@@ -31,7 +31,8 @@ __all__ = ["CHUNK", "READ", "CountingStream", "Link", "LinkEnded", "TrioWebsocke
 READ = 65536
 """Bytes asked of the stream per read."""
 CHUNK = 65536
-"""Largest piece handed to the stream per write, so that a long write shows progress."""
+"""Piece size of a long write (over ``2 * CHUNK``), handed to the stream one by
+one, so that its progress shows (keepalive reads it); shorter writes go whole."""
 
 
 class LinkEnded(Exception):
@@ -219,7 +220,7 @@ class WireLink:
         """Hand ``data`` to the stream (gate held). Cancelled part-way: ``torn``."""
         stream = self._stream
         try:
-            if len(data) <= CHUNK:
+            if len(data) <= 2 * CHUNK:
                 await stream.send_all(data)
                 self.bytes_out += len(data)
                 return
@@ -387,7 +388,7 @@ class CountingStream(trio.abc.Stream):
         if not self.request:
             self.request = bytes(data)
         try:
-            if len(data) <= CHUNK:
+            if len(data) <= 2 * CHUNK:
                 await self.inner.send_all(data)
                 self.bytes_out += len(data)
             else:  # in pieces, so that a long write shows its progress

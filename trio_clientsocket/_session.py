@@ -21,7 +21,7 @@ from ._stats import Counters
 
 __all__ = ["ABORT_GRACE", "DIRECT_MAX", "Session"]
 
-DIRECT_MAX = 16384
+DIRECT_MAX = 65536
 """Largest message (characters or bytes) that ``send()`` writes in its own task."""
 ABORT_GRACE = 0.05
 """Seconds a cancelled close may spend writing the close frame."""

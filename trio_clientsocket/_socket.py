@@ -430,7 +430,7 @@ class ClientSocket:
         order. While connecting or reconnecting, or behind other messages, it
         waits in the outbox and is written as soon as a connection is up; when
         the outbox is full, ``send()`` waits, raises or drops the oldest, as
-        ``overflow`` says. On a connected, idle socket, a message of up to 16 KiB
+        ``overflow`` says. On a connected, idle socket, a message of up to 64 KiB
         is written by the calling task itself (no task switch), and ``send()``
         returns once it is written.
 

@@ -1,0 +1,65 @@
+"""The package's import graph runs one way: front door, loop, session, link,
+engine, with the policy modules as leaves (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "trio_clientsocket"
+
+# Each module may import only modules of later layers (never its own layer's
+# or an earlier one's): the arrows run one way.
+LAYERS: list[set[str]] = [
+    {"__main__"},
+    {"_cli", "_demo"},
+    {"_chat", "pytest_plugin"},
+    {"testing"},
+    {"__init__"},
+    {"_socket"},
+    {"_loop"},
+    {"_session", "_dial"},
+    {"_link"},
+    {"_engine"},
+    {"_handshake", "_queues", "_stats"},
+    {"_events", "_state", "_backoff", "_classify"},
+    {"_genexus", "_url"},
+    {"_errors"},
+]
+
+
+def layer_of(module: str) -> int:
+    for index, layer in enumerate(LAYERS):
+        if module in layer:
+            return index
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "trio_clientsocket."
+        ):
+            found.add((node.module or "").split(".")[1])
+    return found
+
+
+def test_every_module_has_a_layer() -> None:
+    for path in PACKAGE.glob("*.py"):
+        layer_of(path.stem)
+
+
+def test_imports_run_one_way() -> None:
+    wrong = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        mine = layer_of(path.stem)
+        for imported in sorted(imports(path)):
+            if layer_of(imported) <= mine:
+                wrong.append(f"{path.stem} imports {imported}")
+    assert wrong == []

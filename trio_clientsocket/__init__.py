@@ -1,7 +1,7 @@
 """trio_clientsocket: a reconnecting WebSocket client for Trio, modelled on the
 GeneXus ``Client.Socket`` external object.
 
-Example:
+Examples:
     >>> import trio
     >>> from trio_clientsocket import ClientSocket, Connected, MessageReceived
     >>> async def main():  # doctest: +SKIP

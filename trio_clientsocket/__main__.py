@@ -17,7 +17,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m trio_clientsocket`` and ``trio-clientsocket``.
 
-    Example:
+    Examples:
         >>> main(["demo", "--quiet"])  # doctest: +SKIP
         0
     """

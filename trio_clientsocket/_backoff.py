@@ -47,7 +47,7 @@ class Backoff:
     with a 5 s ``minUptime``, SignalR 0, 2, 10, 30 s then stops, and the GeneXus
     web runtime 2.5 s x attempt for 6 tries.
 
-    Example:
+    Examples:
         >>> b = Backoff(initial=0.5, factor=2, maximum=4, jitter=0)
         >>> [b.delay(n) for n in range(1, 6)]
         [0.5, 1.0, 2.0, 4.0, 4.0]
@@ -79,7 +79,7 @@ class Backoff:
     def delay(self, n: int) -> float:
         """The wait before retry ``n`` (1-based), jitter applied.
 
-        Example:
+        Examples:
             >>> Backoff(initial=1, factor=3, maximum=100, jitter=0).delay(3)
             9.0
         """
@@ -96,7 +96,7 @@ class Backoff:
     def gives_up_after(self, failures: int) -> bool:
         """True when ``failures`` consecutive failures exhaust ``max_attempts``.
 
-        Example:
+        Examples:
             >>> Backoff(max_attempts=2).gives_up_after(1)
             False
         """
@@ -105,7 +105,7 @@ class Backoff:
     def schedule(self) -> Iterator[float | None]:
         """The waits after failure 1, 2, ...; None once the policy gives up.
 
-        Example:
+        Examples:
             >>> list(Backoff(initial=2, jitter=0, max_attempts=3).schedule())
             [2.0, 4.0, None]
         """

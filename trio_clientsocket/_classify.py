@@ -47,7 +47,7 @@ class Classifier:
     Replace it with any ``Callable[[BaseException], bool]``, or tune the close
     codes: ``ClientSocket(url, classify=Classifier(fatal_close_codes={1008, 4001}))``.
 
-    Example:
+    Examples:
         >>> classify = Classifier()
         >>> classify(HandshakeRejected(503)), classify(HandshakeRejected(403))
         (True, False)

@@ -89,7 +89,7 @@ class Ending:
 def ending_error(ending: Ending) -> TransportError:
     """The error that reports a connection that ended this way.
 
-    Example:
+    Examples:
         >>> ending_error(Ending(peer_close=(1001, "bye")))
         ConnectionLost('server closed the connection (code 1001, reason \\'bye\\')')
     """

@@ -39,7 +39,7 @@ __all__ = [
 class ClientSocketError(Exception):
     """Base class of every error this library raises or reports.
 
-    Example:
+    Examples:
         >>> issubclass(SocketClosedError, ClientSocketError)
         True
     """
@@ -49,7 +49,7 @@ class SocketClosedError(ClientSocketError):
     """The socket is closed: it was never opened, ``close()`` was called, or
     reconnecting gave up. Call ``open()`` to use it again.
 
-    Example:
+    Examples:
         >>> str(SocketClosedError("socket is closed"))
         'socket is closed'
     """
@@ -58,7 +58,7 @@ class SocketClosedError(ClientSocketError):
 class OutboxFullError(ClientSocketError):
     """The outbox holds ``outbox_size`` messages and the call may not wait.
 
-    Example:
+    Examples:
         >>> raise OutboxFullError("outbox is full (100 messages)")
         Traceback (most recent call last):
         ...
@@ -69,7 +69,7 @@ class OutboxFullError(ClientSocketError):
 class InvalidURLError(ClientSocketError, ValueError):
     """The URL is not a valid ``ws://`` or ``wss://`` URL.
 
-    Example:
+    Examples:
         >>> isinstance(InvalidURLError("bad"), ValueError)
         True
     """
@@ -78,7 +78,7 @@ class InvalidURLError(ClientSocketError, ValueError):
 class TransportError(ClientSocketError):
     """Base of the failures reported in ``ConnectionFailed.error``.
 
-    Example:
+    Examples:
         >>> issubclass(KeepaliveTimeout, TransportError)
         True
     """
@@ -94,7 +94,7 @@ class HandshakeRejected(TransportError):
         body: the bytes of the body that came with the status line, if any.
         headers: the answer's headers, names in lower case.
 
-    Example:
+    Examples:
         >>> HandshakeRejected(403).status_code
         403
     """
@@ -115,7 +115,7 @@ class ConnectTimeout(TransportError):
     """Opening the connection (TCP, TLS and the WebSocket handshake) took longer
     than ``connect_timeout`` seconds.
 
-    Example:
+    Examples:
         >>> str(ConnectTimeout(10.0))
         'no connection within connect_timeout=10.0 s'
     """
@@ -129,7 +129,7 @@ class KeepaliveTimeout(TransportError):
     """The peer did not answer a keepalive ping (nor send anything) within
     ``ping_timeout`` seconds: it is taken for dead.
 
-    Example:
+    Examples:
         >>> str(KeepaliveTimeout(20.0))
         'peer is dead: no pong within ping_timeout=20.0 s'
     """
@@ -148,7 +148,7 @@ class ConnectionLost(TransportError):
         reason: the close reason text, if any.
         by_server: True when the server sent the close frame.
 
-    Example:
+    Examples:
         >>> ConnectionLost(1001, "going away", by_server=True).code
         1001
     """
@@ -172,7 +172,7 @@ class ProtocolError(TransportError):
             during the handshake. A close frame *from* the server, whatever
             its code, is a ``ConnectionLost``.
 
-    Example:
+    Examples:
         >>> str(ProtocolError("the server's answer is not an HTTP response"))
         "the server's answer is not an HTTP response"
     """
@@ -186,7 +186,7 @@ class AttemptError(TransportError):
     """A ``url`` or ``headers`` callable raised while preparing an attempt; the
     original exception is the ``__cause__``.
 
-    Example:
+    Examples:
         >>> str(AttemptError("url callable failed: boom"))
         'url callable failed: boom'
     """

@@ -33,7 +33,7 @@ UndeliveredReason: TypeAlias = Literal["closed", "gave up", "dropped", "in fligh
 class Event:
     """Base class of every event, so ``case Event()`` matches them all.
 
-    Example:
+    Examples:
         >>> isinstance(Connected(url="ws://h/"), Event)
         True
     """
@@ -43,7 +43,7 @@ class Event:
 class Connected(Event):
     """A handshake completed: the first connect and every reconnect.
 
-    Example:
+    Examples:
         >>> Connected(url="ws://localhost:8080/")
         Connected(url='ws://localhost:8080/', subprotocol=None)
     """
@@ -59,7 +59,7 @@ class Connected(Event):
 class ConnectionFailed(Event):
     """An attempt failed, or an established connection was lost.
 
-    Example:
+    Examples:
         >>> e = ConnectionFailed(error=OSError("refused"), retry_in=1.5)
         >>> e.retry_in
         1.5
@@ -80,7 +80,7 @@ class MessageReceived(Event):
     ``json`` and ``notification`` are views parsed (with ``json.loads`` only)
     on first access.
 
-    Example:
+    Examples:
         >>> e = MessageReceived('{"Id": "7", "Object": "", "Message": "hi"}')
         >>> e.notification.message
         'hi'
@@ -133,7 +133,7 @@ class Undelivered(Event):
     says how many messages the report covers, which is more than
     ``len(messages)`` when some payloads were not kept (the earliest are kept).
 
-    Example:
+    Examples:
         >>> Undelivered(messages=("a", "b"), reason="closed").count
         2
     """
@@ -156,7 +156,7 @@ class Closed(Event):
     """The socket was closed by ``close()``, ``open()`` of another URL, or leaving
     the ``async with`` block. It is the last event of that connection.
 
-    Example:
+    Examples:
         >>> Closed(url="ws://h/")
         Closed(url='ws://h/')
     """
@@ -173,7 +173,7 @@ class Skipped(Event):
     (``Connected`` and retried ``ConnectionFailed`` first), and this event
     comes before the reports that were kept.
 
-    Example:
+    Examples:
         >>> Skipped(count=3, undelivered=0).count
         3
     """

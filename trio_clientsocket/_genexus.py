@@ -40,7 +40,7 @@ def parse_json(text: str) -> Any:
     """Parse ``text`` with ``json.loads`` only; None when it is not JSON, or nests
     deeper than ``MAX_JSON_DEPTH``.
 
-    Example:
+    Examples:
         >>> parse_json('{"a": [1, 2]}')
         {'a': [1, 2]}
         >>> parse_json("hello") is None
@@ -63,7 +63,7 @@ class NotificationInfo:
     The JSON keys are capitalised exactly as GeneXus writes them (``Id``,
     ``Object``, ``Message``, ``GroupName``); ``Message`` is often itself JSON text.
 
-    Example:
+    Examples:
         >>> n = NotificationInfo.from_json('{"Id": "1", "Object": "", "Message": "hi"}')
         >>> n.message
         'hi'
@@ -127,7 +127,7 @@ def new_client_id() -> str:
     Store it and pass it again to keep the same id across runs: GeneXus servers
     address clients by it (``Notify``), and one id may hold several sockets.
 
-    Example:
+    Examples:
         >>> len(new_client_id())
         36
     """
@@ -141,7 +141,7 @@ def check_client_id(client_id: str) -> str:
     as the id, so it must be a bare token: no ``=``, ``&``, spaces, ``#``, ``?``,
     ``/``, ``%`` or ``+``, and not empty.
 
-    Example:
+    Examples:
         >>> check_client_id("2c5a6a48-5b1e-4f0e-9b7e-0c0d1e2f3a4b")
         '2c5a6a48-5b1e-4f0e-9b7e-0c0d1e2f3a4b'
         >>> check_client_id("id=abc")
@@ -164,7 +164,7 @@ class GeneXusEndpoint:
 
     Build it with ``genexus_endpoint(base_url, client_id)``.
 
-    Example:
+    Examples:
         >>> e = genexus_endpoint("https://example.com/MyApp/", "abc")
         >>> e.url
         'wss://example.com/MyApp/gxwebsocket?abc'
@@ -198,7 +198,7 @@ def genexus_endpoint(
         ValueError: the base URL is not http(s)/ws(s), has a query or fragment,
             or the client id is not a bare token.
 
-    Example:
+    Examples:
         >>> genexus_endpoint("http://localhost:8080/chat", "c1", svc=True).url
         'ws://localhost:8080/chat/gxwebsocket.svc?c1'
     """

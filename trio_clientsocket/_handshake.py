@@ -29,7 +29,7 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 class Response:
     """The server's answer to the opening handshake: status and headers.
 
-    Example:
+    Examples:
         >>> r = Response(101, "Switching Protocols", (("upgrade", "websocket"),))
         >>> r.header("Upgrade")
         'websocket'
@@ -114,7 +114,7 @@ def _parse_head(head: bytes) -> Response:
 def accept_token(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value a server must answer to ``key``.
 
-    Example:
+    Examples:
         >>> accept_token("dGhlIHNhbXBsZSBub25jZQ==")
         's3pPLMBiTxaQ9kYGzzhZRbK+xOo='
     """

@@ -143,7 +143,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
     (``Connected`` and retried ``ConnectionFailed`` first) and a ``Skipped``
     event counts them.
 
-    Example:
+    Examples:
         >>> async def consume(sock):  # doctest: +SKIP
         ...     async for event in sock.events():
         ...         print(event)
@@ -201,7 +201,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
     def receive_nowait(self) -> SocketEvent:
         """The next event, or ``trio.WouldBlock``; ``trio.EndOfChannel`` at the end.
 
-        Example:
+        Examples:
             >>> def poll(sock):  # doctest: +SKIP
             ...     try:
             ...         return sock.events().receive_nowait()
@@ -253,7 +253,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
     async def receive(self) -> SocketEvent:
         """Wait for the next event; ``trio.EndOfChannel`` at the end.
 
-        Example:
+        Examples:
             >>> async def first(sock):  # doctest: +SKIP
             ...     return await sock.events().receive()
         """
@@ -282,7 +282,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         """Stop reading: buffered and later events are discarded, and the socket
         no longer waits for room (``receive()`` raises ``ClosedResourceError``).
 
-        Example:
+        Examples:
             >>> async def done_reading(sock):  # doctest: +SKIP
             ...     await sock.events().aclose()
         """

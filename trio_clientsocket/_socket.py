@@ -100,7 +100,7 @@ class ClientSocket:
     closes at once: the close frame goes if it can be written immediately, and
     what was not written is reported ``Undelivered``.
 
-    Example:
+    Examples:
         >>> async def main():  # doctest: +SKIP
         ...     async with ClientSocket("ws://localhost:8080/app/gxwebsocket?42") as sock:
         ...         await sock.send("hello")
@@ -302,7 +302,7 @@ class ClientSocket:
     def status(self) -> Status:
         """``Status.CONNECTED`` exactly while a handshake-completed connection is up.
 
-        Example:
+        Examples:
             >>> ClientSocket().status
             <Status.DISCONNECTED: 'Disconnected'>
         """
@@ -313,7 +313,7 @@ class ClientSocket:
         """The URL of the current (or last) attempt, for display: a password and
         query values are shown as ``***``. None before any attempt.
 
-        Example:
+        Examples:
             >>> ClientSocket().url is None
             True
         """
@@ -324,7 +324,7 @@ class ClientSocket:
     def raw_url(self) -> str | None:
         """The URL of the current (or last) attempt as it is, secrets included.
 
-        Example:
+        Examples:
             >>> ClientSocket().raw_url is None
             True
         """
@@ -335,7 +335,7 @@ class ClientSocket:
     def is_open(self) -> bool:
         """True between ``open()`` and ``close()`` (or giving up): ``send()`` queues.
 
-        Example:
+        Examples:
             >>> ClientSocket().is_open
             False
         """
@@ -350,7 +350,7 @@ class ClientSocket:
         ``async for`` and iterating again resumes where it stopped. It ends
         when the ``async with`` block is left.
 
-        Example:
+        Examples:
             >>> async def consume(sock):  # doctest: +SKIP
             ...     async for event in sock.events():
             ...         print(event)
@@ -378,7 +378,7 @@ class ClientSocket:
             InvalidURLError: ``url`` is not a valid ws:// or wss:// URL.
             SocketClosedError: no URL was ever given, or the block has exited.
 
-        Example:
+        Examples:
             >>> async def switch(sock):  # doctest: +SKIP
             ...     await sock.open("ws://other-server:8080/chat")
         """
@@ -413,7 +413,7 @@ class ClientSocket:
             The messages that could not be written (also reported by an
             ``Undelivered`` event).
 
-        Example:
+        Examples:
             >>> async def leave(sock):  # doctest: +SKIP
             ...     unsent = await sock.close()
             ...     assert sock.status is Status.DISCONNECTED
@@ -447,7 +447,7 @@ class ClientSocket:
             ValueError: ``message`` is a str that UTF-8 cannot encode (a lone
                 surrogate); nothing is queued.
 
-        Example:
+        Examples:
             >>> async def chat(sock):  # doctest: +SKIP
             ...     await sock.send("hello")
             ...     await sock.send(b"\\x00\\x01")
@@ -468,7 +468,7 @@ class ClientSocket:
     def send_nowait(self, message: Message) -> None:
         """Like ``send()``, but raise ``OutboxFullError`` instead of waiting.
 
-        Example:
+        Examples:
             >>> async def fire_and_forget(sock):  # doctest: +SKIP
             ...     sock.send_nowait("ping")
         """
@@ -480,7 +480,7 @@ class ClientSocket:
         Raises:
             SocketClosedError: the socket closed or gave up first.
 
-        Example:
+        Examples:
             >>> async def ready(sock):  # doctest: +SKIP
             ...     with trio.fail_after(10):
             ...         await sock.wait_connected()
@@ -501,7 +501,7 @@ class ClientSocket:
             OutboxFullError: some of them were dropped by
                 ``overflow="drop-oldest"``.
 
-        Example:
+        Examples:
             >>> async def send_and_leave(sock):  # doctest: +SKIP
             ...     await sock.send("bye")
             ...     await sock.wait_sent()
@@ -516,7 +516,7 @@ class ClientSocket:
     def statistics(self) -> SocketStatistics:
         """A frozen snapshot of the socket's state and counters.
 
-        Example:
+        Examples:
             >>> ClientSocket().statistics().attempts
             0
         """

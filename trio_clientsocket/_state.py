@@ -27,7 +27,7 @@ class Status(enum.StrEnum):
     """The GeneXus ``Status`` property: ``Status.CONNECTED`` exactly while a
     handshake-completed connection is up.
 
-    Example:
+    Examples:
         >>> Status.CONNECTED.value
         'Connected'
         >>> Status("Disconnected") is Status.DISCONNECTED
@@ -41,7 +41,7 @@ class Status(enum.StrEnum):
 class State(enum.Enum):
     """The finer state behind ``Status`` (reported by ``statistics()``).
 
-    Example:
+    Examples:
         >>> State.WAITING.value
         'waiting'
     """
@@ -90,7 +90,7 @@ del S, T
 class ConnectionState:
     """Holds the current ``State`` and applies triggers by the table above.
 
-    Example:
+    Examples:
         >>> m = ConnectionState()
         >>> m.fire(Trigger.OPEN), m.status
         (<State.CONNECTING: 'connecting'>, <Status.DISCONNECTED: 'Disconnected'>)

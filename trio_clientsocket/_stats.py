@@ -13,7 +13,7 @@ __all__ = ["Counters", "SocketStatistics"]
 class SocketStatistics:
     """A snapshot of a ClientSocket, from ``statistics()``.
 
-    Example:
+    Examples:
         >>> SocketStatistics().status
         <Status.DISCONNECTED: 'Disconnected'>
     """

@@ -31,7 +31,7 @@ def redact_url(url: object, visible_keys: Collection[str] = ()) -> str:
     any fragment. A bare query token, the GeneXus client id
     (``.../gxwebsocket?<id>``), stays visible.
 
-    Example:
+    Examples:
         >>> redact_url("ws://alice:s3cret@host/x?abc&token=t0k&v=2", visible_keys={"v"})
         'ws://alice:***@host/x?abc&token=***&v=2'
         >>> redact_url("ws://TOKEN@host:1?key=S3CRET")
@@ -96,7 +96,7 @@ class Target:
 def parse_url(url: object) -> Target:
     """Validate ``url`` and split it; raise InvalidURLError with the reason.
 
-    Example:
+    Examples:
         >>> t = parse_url("ws://example.com:8080/app/gxwebsocket?abc")
         >>> (t.host, t.port, t.resource, t.secure)
         ('example.com', 8080, '/app/gxwebsocket?abc', False)

@@ -4,7 +4,7 @@ when trio-clientsocket is installed; they need pytest-trio).
 - ``mock_server``: a ``trio_clientsocket.testing.MockServer`` running in memory
   for the test; wire a socket to it with ``mock_server.client()``.
 
-Example:
+Examples:
     >>> async def test_echo(mock_server, autojump_clock):  # doctest: +SKIP
     ...     mock_server.echo = True
     ...     async with mock_server.client() as sock:

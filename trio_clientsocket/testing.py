@@ -6,7 +6,7 @@ no monkeypatching, and run the test on trio's ``MockClock`` (pytest-trio's
 ``autojump_clock`` fixture): backoff waits, keepalive timeouts and outages of
 minutes take no wall time.
 
-Example:
+Examples:
     >>> async def test_echo(autojump_clock):  # doctest: +SKIP
     ...     async with open_mock_server(echo=True) as server:
     ...         async with ClientSocket("ws://app/gxwebsocket?me",
@@ -212,7 +212,7 @@ class MockServer:
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds (re-checked whenever the server changes).
 
-        Example:
+        Examples:
             >>> async def two_messages(server):  # doctest: +SKIP
             ...     await server.wait_for(lambda: len(server.received) >= 2)
         """
@@ -303,7 +303,7 @@ class MockServer:
         ``url`` defaults to ``DEFAULT_URL`` (client id ``test-client``); the
         options are ClientSocket's.
 
-        Example:
+        Examples:
             >>> async def test_hello(autojump_clock):  # doctest: +SKIP
             ...     async with open_mock_server(echo=True) as server:
             ...         async with server.client() as sock:
@@ -318,7 +318,7 @@ class MockServer:
     async def open_stream(self, url: str) -> trio.abc.Stream:
         """The ``open_stream`` option of ``ClientSocket``: connect in memory.
 
-        Example:
+        Examples:
             >>> ClientSocket(url, open_stream=server.open_stream)  # doctest: +SKIP
         """
         self.attempts += 1
@@ -513,7 +513,7 @@ async def open_mock_server(
 ) -> AsyncIterator[MockServer]:
     """Run a ``MockServer`` for the duration of the block.
 
-    Example:
+    Examples:
         >>> async def test_it(autojump_clock):  # doctest: +SKIP
         ...     async with open_mock_server(echo=True) as server:
         ...         server.refuse(2)

@@ -9,8 +9,15 @@
 - ``many``: S ClientSockets in one process against a server in another process,
   which is killed and restarted; prints how the reconnects spread over time (the
   randomised backoff at work) and the memory per socket.
+- ``frozen``: a server in another process is stopped with SIGSTOP (its kernel
+  still takes bytes) while the client sends 0, 20, 100 and 1,000 messages of
+  200 B a second, with ``ping_interval=1, ping_timeout=1``; prints how long
+  the client took to take the peer for dead (the bound: 2 s).
+- ``worst``: the server floods 1 MiB messages (ASCII, then 4-byte emoji) at a
+  consumer that never reads; prints the client's peak RSS against the
+  documented worst case of the event buffer.
 
-Run: ``python benchmarks/stress.py soak|flood|many [--quick]``. Exit code 0 when
+Run: ``python benchmarks/stress.py soak|flood|many|frozen|worst [--quick]``. Exit code 0 when
 the checks hold.
 """
 
@@ -261,9 +268,102 @@ async def many(sockets: int, limit: int) -> bool:
     return len(reconnected) == sockets
 
 
+# -- frozen -----------------------------------------------------------------------
+
+
+async def frozen(rates: list[int], rounds: int) -> bool:
+    import signal
+    import socket as stdlib_socket
+
+    from trio_clientsocket import KeepaliveTimeout
+
+    ok = True
+    for rate in rates:
+        taken = []
+        for index in range(rounds):
+            with stdlib_socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            server = start_server(port)
+            try:
+                async with ClientSocket(
+                    f"ws://127.0.0.1:{port}/x", ping_interval=1, ping_timeout=1
+                ) as sock, trio.open_nursery() as nursery:
+                    await sock.wait_connected()
+
+                    async def sender() -> None:
+                        while rate:
+                            await sock.send("s" * 200)
+                            await trio.sleep(1 / rate)
+
+                    nursery.start_soon(sender)
+                    await trio.sleep((0.3, 1.1, 1.7)[index % 3])  # at each phase of keepalive
+                    server.send_signal(signal.SIGSTOP)
+                    stopped = trio.current_time()
+                    with trio.move_on_after(60):
+                        async for event in sock.events():
+                            if isinstance(event, ConnectionFailed):
+                                assert isinstance(event.error, KeepaliveTimeout), event.error
+                                break
+                    taken.append(trio.current_time() - stopped)
+                    nursery.cancel_scope.cancel()
+            finally:
+                server.send_signal(signal.SIGCONT)
+                server.kill()
+                server.wait()
+        worst = max(taken)
+        ok &= worst <= 2.2
+        print(
+            f"{rate:5} msg/s of 200 B: detected after "
+            + ", ".join(f"{t:.2f}" for t in taken)
+            + f" s (worst {worst:.2f} s)",
+            flush=True,
+        )
+    return ok
+
+
+# -- worst ------------------------------------------------------------------------
+
+
+async def worst(seconds: float) -> bool:
+    ok = True
+    size = 2**20
+    for name, text in (("ASCII", "a" * size), ("emoji", "\U0001f600" * (size // 4))):
+        base = rss_mib()
+        peak = base
+        async with open_mock_server() as server:
+            port = await server.listen_tcp()
+            async with ClientSocket(
+                f"ws://127.0.0.1:{port}/worst", max_message_size=size
+            ) as sock, trio.open_nursery() as n:
+                connection = await server.wait_connections(1)
+
+                async def firehose() -> None:
+                    while True:
+                        await connection.send(text)
+
+                n.start_soon(firehose)
+                start = trio.current_time()
+                while trio.current_time() - start < seconds:
+                    await trio.sleep(0.25)
+                    peak = max(peak, rss_mib())
+                stats = sock.statistics()
+                n.cancel_scope.cancel()
+        bound = (8 * 2**20 + size) / 2**20  # buffer_bytes + one message
+        grew = peak - base
+        print(
+            f"{name:5}: {stats.events_buffered} events buffered, client RSS grew by "
+            f"{grew:.1f} MiB (event buffer bound {bound:.0f} MiB, plus the server's "
+            "unsent queue in this same process and the kernel buffers)",
+            flush=True,
+        )
+        ok &= grew < 4 * bound
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["soak", "flood", "many"])
+    parser.add_argument("what", choices=["soak", "flood", "many", "frozen", "worst"])
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     parser.add_argument("--sockets", type=int, default=0, help="for many: how many sockets")
     parser.add_argument(
@@ -275,6 +375,10 @@ def main() -> int:
         ok = trio.run(soak, 10_000 if args.quick else 100_000, 10 if args.quick else 50, 1)
     elif args.what == "flood":
         ok = trio.run(flood, 6.0 if args.quick else 20.0)
+    elif args.what == "frozen":
+        ok = trio.run(frozen, [0, 20, 100, 1000], 1 if args.quick else 3)
+    elif args.what == "worst":
+        ok = trio.run(worst, 3.0 if args.quick else 10.0)
     else:
         ok = trio.run(many, args.sockets or (1000 if args.quick else 10_000), args.limit)
     print(f"{'OK' if ok else 'FAILED'} in {time.perf_counter() - start:.1f} s")

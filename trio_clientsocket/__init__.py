@@ -26,6 +26,7 @@ from ._errors import OutboxFullError as OutboxFullError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import SocketClosedError as SocketClosedError
 from ._errors import TransportError as TransportError
+from ._errors import UndeliveredError as UndeliveredError
 from ._events import Closed as Closed
 from ._events import Connected as Connected
 from ._events import ConnectionFailed as ConnectionFailed
@@ -78,6 +79,7 @@ __all__ = [
     "Status",
     "TransportError",
     "Undelivered",
+    "UndeliveredError",
     "UndeliveredReason",
     "genexus_endpoint",
     "new_client_id",

@@ -5,6 +5,7 @@
     ClientSocketError
     ├── SocketClosedError       send()/send_nowait() on a socket that is not open
     ├── OutboxFullError         send_nowait(), or send() with overflow="raise", on a full outbox
+    ├── UndeliveredError        wait_sent(): a message was cut off while being written
     ├── InvalidURLError         (also a ValueError) a URL that is not ws:// or wss://, or malformed
     └── TransportError         reported in ConnectionFailed.error, never raised by the API
         ├── HandshakeRejected   the server answered the handshake with an HTTP status
@@ -33,6 +34,7 @@ __all__ = [
     "ProtocolError",
     "SocketClosedError",
     "TransportError",
+    "UndeliveredError",
 ]
 
 
@@ -63,6 +65,17 @@ class OutboxFullError(ClientSocketError):
         Traceback (most recent call last):
         ...
         trio_clientsocket._errors.OutboxFullError: outbox is full (100 messages)
+    """
+
+
+class UndeliveredError(ClientSocketError):
+    """``wait_sent()``: a message it waited for was being written when the
+    connection ended (it may or may not have arrived), and was reported
+    ``Undelivered(reason="in flight")``.
+
+    Examples:
+        >>> str(UndeliveredError("a message was cut off"))
+        'a message was cut off'
     """
 
 

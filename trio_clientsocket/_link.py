@@ -30,6 +30,12 @@ __all__ = ["CHUNK", "READ", "CountingStream", "Link", "LinkEnded", "TrioWebsocke
 
 READ = 65536
 """Bytes asked of the stream per read."""
+ABORT_WRITE = 0.05
+"""Seconds trio-websocket may take to write the close frame that refuses a
+message too big (it then waits for the answer, which nobody needs)."""
+STASH_MAX = 65536
+"""Bytes of automatic replies (pongs) that may wait for a write holding the gate
+before the reader stops reading."""
 CHUNK = 65536
 """Piece size of a long write (over ``2 * CHUNK``), handed to the stream one by
 one, so that its progress shows (keepalive reads it); shorter writes go whole."""
@@ -52,11 +58,6 @@ class Link(Protocol):
     rtt: float | None
     torn: bool
     """A write was cut part-way through a frame: nothing more may be written."""
-
-    @property
-    def broken(self) -> bool:
-        """The stream failed or reached its end."""
-        ...
 
     @property
     def bytes_in(self) -> int: ...
@@ -116,6 +117,8 @@ class WireLink:
         "_gate",
         "_ping",
         "_ping_at",
+        "_stash",
+        "_stashed",
         "_stream",
         "_waiters",
         "bytes_in",
@@ -135,6 +138,8 @@ class WireLink:
         self._broken = False  # the stream failed or reached EOF
         self._ping: bytes | None = None
         self._ping_at = 0.0
+        self._stash: list[bytes] = []  # automatic replies waiting for the gate
+        self._stashed = 0
         self.bytes_in = bytes_in
         self.bytes_out = bytes_out
         self.rx_at = trio.current_time()
@@ -144,10 +149,6 @@ class WireLink:
     @property
     def writable(self) -> bool:
         return self._engine.writable and not self.torn and not self._broken
-
-    @property
-    def broken(self) -> bool:
-        return self._broken
 
     @property
     def gate_busy(self) -> bool:
@@ -173,8 +174,26 @@ class WireLink:
             messages = engine.receive(bytes(data) if type(data) is not bytes else data)
             if engine.pong is not None:
                 self._pong()
-            if not self._gate and not self.torn:
-                await self._flush()  # pongs, the close reply, our close after a violation
+            if not self.torn:
+                # pongs, the close reply, our close after a violation
+                if not self._gate:
+                    await self._flush()
+                else:
+                    # a write holds the gate: it sends these after its frame; the
+                    # reader stops reading while too much waits (a ping flood
+                    # against a blocked uplink must not grow memory without bound)
+                    out = engine.pending()
+                    if out:
+                        self._stash.append(out)
+                        self._stashed += len(out)
+                        if self._stashed > STASH_MAX:
+                            await self._acquire()
+                            try:
+                                await self._send_pending()
+                            except LinkEnded:
+                                pass
+                            finally:
+                                self._release()
             if messages:
                 return messages
 
@@ -187,17 +206,18 @@ class WireLink:
     # -- writing -----------------------------------------------------------------
 
     async def _acquire(self) -> None:
-        if self._gate:
-            if self._waiters is None:
-                self._waiters = trio.lowlevel.ParkingLot()
-            while self._gate:
-                await self._waiters.park()
-        self._gate = True
+        if not self._gate:
+            self._gate = True
+            return
+        if self._waiters is None:
+            self._waiters = trio.lowlevel.ParkingLot()
+        await self._waiters.park()  # woken holding the gate: handed over in order
 
     def _release(self) -> None:
-        self._gate = False
         if self._waiters:
-            self._waiters.unpark()
+            self._waiters.unpark()  # the gate passes to the first waiter, still taken
+        else:
+            self._gate = False
 
     async def _flush(self) -> None:
         """Write what the engine queued by itself (gate taken here)."""
@@ -211,6 +231,10 @@ class WireLink:
             self._release()
 
     async def _send_pending(self) -> None:
+        if self._stash:
+            data = b"".join(self._stash)
+            self._stash, self._stashed = [], 0
+            await self._send(data)
         data = self._engine.pending()
         while data:
             await self._send(data)
@@ -299,24 +323,43 @@ class FrameWatch:
     more than ``max_size`` of them with 1009, and the link refuses one of
     fewer characters but more bytes once it is complete.)"""
 
-    __slots__ = ("_fragments", "_header", "_max_size", "_size", "_skip", "close_seen", "violation")
+    __slots__ = (
+        "_close",
+        "_fragments",
+        "_header",
+        "_max_size",
+        "_size",
+        "_skip",
+        "bad_close",
+        "close_seen",
+        "violation",
+    )
 
     def __init__(self, max_size: int) -> None:
         self._max_size = max_size
         self._header = b""  # an incomplete frame header
         self._skip = 0  # payload bytes of the current frame still to come
+        self._close: bytearray | None = None  # the payload of a close frame, as it comes
         self._size = 0  # bytes of the message being received
         self._fragments = 0
         self.close_seen = False
+        """The server sent a valid close frame."""
+        self.bad_close: tuple[int, str] | None = None
+        """The server's close frame was invalid: the code to fail with, and why."""
         self.violation: tuple[int, str] | None = None
+        """A message over the limits: the stream is to be cut."""
 
     def feed(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
         while view and self.violation is None:
             if self._skip:
                 step = min(self._skip, len(view))
+                if self._close is not None:
+                    self._close += view[:step]
                 self._skip -= step
                 view = view[step:]
+                if not self._skip and self._close is not None:
+                    self._check_close(bytes(self._close))
                 continue
             header = self._header + bytes(view[:14])
             if len(header) < 2:
@@ -337,13 +380,18 @@ class FrameWatch:
                 length = int.from_bytes(header[2:10], "big")
             view = view[need - len(self._header) :]
             self._header = b""
-            self._frame(header[0], length)
+            self._frame(header[0], header[1] & 0x80, length)
             self._skip = length
 
-    def _frame(self, first: int, length: int) -> None:
+    def _frame(self, first: int, masked: int, length: int) -> None:
         opcode = first & 0x0F
         if opcode == 0x8:
-            self.close_seen = True
+            if masked:
+                self.bad_close = (1002, "a masked close frame from the server")
+            elif length:
+                self._close = bytearray()
+            else:
+                self.close_seen = True  # no code: 1005
             return
         if opcode > 0x2:
             return  # ping, pong (or invalid: trio-websocket refuses those)
@@ -356,15 +404,30 @@ class FrameWatch:
         elif self._fragments > fragment_limit(self._max_size):
             self.violation = (TOO_BIG, "a message had too many fragments")
 
+    def _check_close(self, payload: bytes) -> None:
+        self._close = None
+        if len(payload) < 2:
+            self.bad_close = (1002, "a close frame with a 1-byte payload")
+            return
+        code = int.from_bytes(payload[:2], "big")
+        if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+            self.bad_close = (1002, f"a close frame with the invalid code {code}")
+            return
+        try:
+            payload[2:].decode()
+        except UnicodeDecodeError:
+            self.bad_close = (1007, "a close frame whose reason is not UTF-8")
+            return
+        self.close_seen = True
+
 
 class CountingStream(trio.abc.Stream):
     """The stream under trio-websocket. It counts bytes; it reads and checks
     the handshake answer's head itself, as for the other engines (skipping
     ``100 Continue``, refusing a non-101 at its status line, naming what is
     wrong with a 101), and hands trio-websocket only a valid 101, or the end
-    of the stream with the reason in ``failure``; it tells when trio-websocket
-    closed it itself (after a protocol error); and it cuts off a server that
-    sends more than a message's worth of bytes without completing one."""
+    of the stream with the reason in ``failure``; and its ``FrameWatch`` cuts
+    off a message over the limits."""
 
     def __init__(
         self, inner: trio.abc.Stream, subprotocols: tuple[str, ...], max_size: int
@@ -379,7 +442,6 @@ class CountingStream(trio.abc.Stream):
         self.subprotocol: str | None = None
         self._subprotocols = subprotocols
         self._head: HeadReader | None = HeadReader()
-        self.closed_by_layer = False
         self.watch: FrameWatch | None = None  # set once the handshake is done
         self.written = Slot()
         self.watch = FrameWatch(max_size)
@@ -466,9 +528,6 @@ class CountingStream(trio.abc.Stream):
         return b""
 
     async def aclose(self) -> None:
-        # Only trio-websocket calls this (the link closes ``inner``): before
-        # its close handshake, it means it gave up on the peer's bytes.
-        self.closed_by_layer = True
         await self.inner.aclose()
 
 
@@ -511,11 +570,6 @@ class TrioWebsocketLink:
         return self._ws.closed is None and not self._closing and not self.torn
 
     @property
-    def broken(self) -> bool:
-        watch = self._stream.watch
-        return self._stream.closed_by_layer or (watch is not None and watch.violation is not None)
-
-    @property
     def gate_busy(self) -> bool:
         return self._gate.locked()
 
@@ -535,14 +589,11 @@ class TrioWebsocketLink:
         ):
             # trio-websocket counts characters; the limit is in bytes
             self._violation = (TOO_BIG, "a message exceeded max_message_size")
-            self._nursery.start_soon(self._abort_with, TOO_BIG)
+            self._closing = True
+            with trio.move_on_after(ABORT_WRITE):
+                await self._ws.aclose(TOO_BIG, "message too big")
             raise LinkEnded
         return [message]
-
-    async def _abort_with(self, code: int) -> None:
-        with trio.move_on_after(1):
-            await self._ws.aclose(code, "message too big")
-        await trio.aclose_forcefully(self._stream.inner)
 
     async def write(self, message: Message) -> None:
         async with self._gate:
@@ -607,7 +658,7 @@ class TrioWebsocketLink:
     def outcome(self) -> TransportError:
         watch = self._stream.watch
         assert watch is not None
-        violation = self._violation or watch.violation
+        violation = self._violation or watch.violation or watch.bad_close
         reason = self._ws.closed
         if (
             violation is None

@@ -172,9 +172,6 @@ class Run:
     async def run(self, *, task_status: trio.TaskStatus[None]) -> None:
         try:
             task_status.started()
-            # If open() was cancelled before this task started, it was not moved
-            # into the socket's nursery: leave now, before shielding ourselves.
-            await trio.lowlevel.checkpoint_if_cancelled()
             with self.scope:
                 await self._loop()
         finally:
@@ -267,13 +264,16 @@ class Run:
             raise error from None
         finally:
             if session is not None:
+                link = session.link
+                # the counts move to the totals in the same step as the session
+                # goes, so that statistics() never sees them missing
+                shared.counters.bytes_received += link.bytes_in
+                shared.counters.bytes_sent += link.bytes_out
+                shared.counters.last_rtt = link.rtt or shared.counters.last_rtt
                 self.session = None
-                with trio.CancelScope(shield=True):
-                    await session.link.aclose()
                 session.finish()
-                shared.counters.bytes_received += session.link.bytes_in
-                shared.counters.bytes_sent += session.link.bytes_out
-                shared.counters.last_rtt = session.link.rtt or shared.counters.last_rtt
+                with trio.CancelScope(shield=True):
+                    await link.aclose()
         assert session is not None
         if session.failure is not None:
             backoff = config.reconnect

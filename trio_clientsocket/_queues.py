@@ -215,6 +215,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             item = items.popleft()
             if not items:
                 self._items = _NONE  # an empty deque costs 760 bytes: idle sockets hold none
+            event: SocketEvent
             if type(item) is MessageReceived:
                 message = item.message
                 self._bytes -= (
@@ -222,13 +223,15 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
                     if type(message) is bytes or message.isascii()
                     else 4 * len(message)
                 )
-                writers = self._writers
-                # Wake a waiting producer only below the low-water marks, so that
-                # it refills in bulk instead of in lockstep, one per pass.
-                if writers and self._has_room(low=True):
-                    writers.unpark_all()
-                return item
-            return self._settle(item)
+                event = item
+            else:
+                event = self._settle(item)
+            writers = self._writers
+            # Wake a waiting producer only below the low-water marks, so that
+            # it refills in bulk instead of in lockstep, one per pass.
+            if writers and self._has_room(low=True):
+                writers.unpark_all()
+            return event
         if self._skipped:
             event = Skipped(count=self._skipped, undelivered=self._skipped_messages)
             self._skipped = self._skipped_messages = 0
@@ -303,21 +306,24 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             bound, byte_bound = max(1, bound // 2), byte_bound // 2
         return len(self._items) < bound and self._bytes < byte_bound and not self._late
 
-    def put_messages(self, messages: list[Message], start: int = 0) -> int:
+    def put_messages(self, messages: list[Message], start: int = 0, *, force: bool = False) -> int:
         """Append received messages from ``messages[start:]`` while the buffer
-        has room; the index of the first one not taken (``len(messages)``
-        when all were taken, or discarded because the application closed its
-        end)."""
+        has room (all of them with ``force``); the index of the first one not
+        taken (``len(messages)`` when all were taken, or discarded because the
+        application closed its end)."""
         if self._discard:
             return len(messages)
         items = self._items
         if items is _NONE:
             items = self._items = deque()
-        bound, byte_bound, size = self._bound, self._byte_bound, self._bytes
-        index, end = start, len(messages)
+        size, index, end = self._bytes, start, len(messages)
+        if force and self._late:  # the reports that wait came before these messages
+            items.extend(self._late)
+            self._late = _NONE
         if not self._late:
             append = items.append
-            while index < end and len(items) < bound and size < byte_bound:
+            bound, byte_bound = (end + len(items), -1) if force else (self._bound, self._byte_bound)
+            while index < end and len(items) < bound and (size < byte_bound or force):
                 message = messages[index]
                 append(received(message))
                 size += (
@@ -427,17 +433,28 @@ class Outbox:
 
     Messages are numbered in the order ``send()`` took them. The writer (or a
     direct send) ``take()``s the head into ``inflight`` and settles it with
-    ``done()``, ``requeue()`` or ``lose_inflight()``; a message is therefore
-    always in exactly one place: queued, in flight, written, or reported
-    undelivered. The queue always holds the consecutive numbers ``head ..
-    head + len(items) - 1``, and the message in flight is ``head - 1``."""
+    ``done()``, ``requeue()``, ``lose_inflight()`` or ``cancel_inflight()``; a
+    message is therefore always in exactly one place: queued, in flight,
+    written, or reported undelivered. The queue always holds the consecutive
+    numbers ``head .. head + len(items) - 1``; the message in flight has the
+    number ``inflight_number``."""
 
-    __slots__ = ("_changed", "_watches", "capacity", "head", "inflight", "items", "lost")
+    __slots__ = (
+        "_changed",
+        "_watches",
+        "capacity",
+        "head",
+        "inflight",
+        "inflight_number",
+        "items",
+        "lost",
+    )
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.items: deque[Message] = _NONE  # a real deque on the first message
         self.inflight: Message | None = None
+        self.inflight_number = -1
         self.head = 0  # number of items[0]
         self.lost: str | None = None  # why a message was lost since the socket was opened
         self._watches: list[_Watch] = []
@@ -485,12 +502,14 @@ class Outbox:
     def take(self) -> Message:
         """Move the head into ``inflight`` (about to be written)."""
         message = self.inflight = self.items.popleft()
+        self.inflight_number = self.head
         self.head += 1
         return message
 
     def take_direct(self, message: Message) -> None:
         """``message`` goes straight into ``inflight`` (the outbox is idle)."""
         self.inflight = message
+        self.inflight_number = self.head
         self.head += 1
 
     def done(self) -> None:
@@ -510,8 +529,10 @@ class Outbox:
 
     def lose_inflight(self) -> Message | None:
         """The message in flight was cut off part-way (it may or may not have
-        arrived): returned, to report. For ``wait_sent()`` it was written."""
+        arrived): returned, to report."""
         message, self.inflight = self.inflight, None
+        if message is not None:
+            self._lost(self.inflight_number, 1, "in flight")
         self.notify()
         return message
 
@@ -547,11 +568,11 @@ class Outbox:
         will never be written, or None."""
         earlier = self.lost
         high = self.head + len(self.items)
-        low = self.head - (self.inflight is not None)
+        low = self.inflight_number if self.inflight is not None else self.head
         watch = _Watch(low, high)
         self._watches.append(watch)
         try:
-            while (self.inflight is not None and self.head - 1 < high) or (
+            while (self.inflight is not None and self.inflight_number < high) or (
                 self.items and self.head < high
             ):
                 await self.wait_changed()

@@ -113,7 +113,8 @@ class Session:
 
     async def _pause(self, batch: list[Message], taken: int) -> None:
         """Backpressure: stop reading until the application has made room for
-        ``batch[taken:]``."""
+        ``batch[taken:]``. If the session ends (or closes) meanwhile, what was
+        read is delivered all the same: at most one read's worth over the bound."""
         self.paused = True
         self.pauses += 1
         events = self.events
@@ -121,10 +122,12 @@ class Session:
             with trio.CancelScope() as self._pause_scope:
                 while taken < len(batch):
                     await events.wait_room()
-                    if self.closing or events.closed:
+                    if events.closed:
                         return
                     taken = events.put_messages(batch, taken)
         finally:
+            if taken < len(batch):
+                events.put_messages(batch, taken, force=True)
             self._pause_scope = None
             self.paused = False
             if self._resumed is not None:
@@ -229,8 +232,13 @@ class Session:
             self.events.put_undelivered((lost,), "in flight")
 
     def finish(self) -> None:
-        """After the session's tasks have ended: a message still in flight was
-        cut off with them (its write was cancelled part-way)."""
+        """After the session's tasks have ended, however they ended (a nursery
+        that dies by an exception ends none of them by ``_end``): a close()
+        waiting for the end returns, and a message still in flight was cut off
+        with them (its write was cancelled part-way)."""
+        if not self._ended:
+            self._ended = True
+            self.outbox.notify()
         if self.outbox.inflight is not None:
             self._report_in_flight()
 

@@ -17,7 +17,7 @@ import trio
 from ._backoff import Backoff
 from ._classify import Classifier, Classify
 from ._dial import TRANSPORTS, DialOptions, OpenStream, tcp_opener
-from ._errors import InvalidURLError, OutboxFullError, SocketClosedError
+from ._errors import InvalidURLError, OutboxFullError, SocketClosedError, UndeliveredError
 from ._events import Message
 from ._loop import Config, HeadersSource, Run, Shared, UrlSource, header_pairs
 from ._queues import EventStream, Mutex, Outbox
@@ -245,6 +245,7 @@ class ClientSocket:
         self._run: Run | None = None  # the run send() queues for
         self._last: Run | None = None  # the current or last run, for url and repr
         self._stopping: list[Run] = []  # runs being stopped by some task
+        self._closes = 0  # close() calls so far
         self._control = Mutex()
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
@@ -389,15 +390,21 @@ class ClientSocket:
                 raise SocketClosedError("no URL to open: pass one to open() or ClientSocket()")
         else:
             _check_url(url)
+        closes = self._closes
         async with self._control:
             await self._stop(1000, "")
             self._check_usable()
+            if self._closes != closes:
+                return  # a close() came after this open(): it wins
             self._url = url
             self._outbox.lost = None  # wait_sent() counts losses from here
             run = Run(url, self._config, self._shared)
             self._run = self._last = run
             self._shared.fire(Trigger.OPEN)
-            await nursery.start(run.run)
+            # Shielded: the run starts at once (its first step), so that a
+            # cancelled open() leaves no run that never runs.
+            with trio.CancelScope(shield=True):
+                await nursery.start(run.run)
 
     async def close(self, code: int = 1000, reason: str = "") -> tuple[Message, ...]:
         """Flush the outbox and close the connection with ``code`` and
@@ -422,8 +429,17 @@ class ClientSocket:
         if self._exited:
             await trio.lowlevel.checkpoint()
             return ()
-        async with self._control:
-            return await self._stop(code, reason)
+        self._closes += 1  # an open() waiting for the lock will not open after this
+        locked = False
+        try:
+            async with self._control:
+                locked = True
+                return await self._stop(code, reason)
+        finally:
+            if not locked:
+                # cancelled while another call held the lock: close all the same, at once
+                with trio.CancelScope(shield=True):
+                    await self._abort()
 
     async def send(self, message: Message) -> None:
         """Send ``message`` (``str``: text frame, ``bytes``: binary frame), in
@@ -500,6 +516,8 @@ class ClientSocket:
                 closed or gave up first (they are reported ``Undelivered``).
             OutboxFullError: some of them were dropped by
                 ``overflow="drop-oldest"``.
+            UndeliveredError: one was being written when the connection ended
+                (reported ``Undelivered(reason="in flight")``).
 
         Examples:
             >>> async def send_and_leave(sock):  # doctest: +SKIP
@@ -509,6 +527,11 @@ class ClientSocket:
         lost = await self._outbox.wait_settled()
         if lost == "dropped":
             raise OutboxFullError("some messages were dropped by overflow='drop-oldest'")
+        if lost == "in flight":
+            raise UndeliveredError(
+                "a message was being written when the connection ended (it may or may not "
+                "have arrived): see its Undelivered event"
+            )
         if lost is not None:
             raise SocketClosedError(f"the socket {lost} before some messages were written")
         await trio.lowlevel.checkpoint()

@@ -42,7 +42,7 @@ from trio_clientsocket import (
     MessageReceived,
     Status,
 )
-from trio_clientsocket.testing import open_mock_server
+from trio_clientsocket.testing import ServerConnection, open_mock_server
 
 
 def rss_mib() -> float:
@@ -291,12 +291,12 @@ async def frozen(rates: list[int], rounds: int) -> bool:
                 ) as sock, trio.open_nursery() as nursery:
                     await sock.wait_connected()
 
-                    async def sender() -> None:
+                    async def sender(rate: int) -> None:
                         while rate:
                             await sock.send("s" * 200)
                             await trio.sleep(1 / rate)
 
-                    nursery.start_soon(sender)
+                    nursery.start_soon(sender, rate)
                     await trio.sleep((0.3, 1.1, 1.7)[index % 3])  # at each phase of keepalive
                     server.send_signal(signal.SIGSTOP)
                     stopped = trio.current_time()
@@ -338,11 +338,11 @@ async def worst(seconds: float) -> bool:
             ) as sock, trio.open_nursery() as n:
                 connection = await server.wait_connections(1)
 
-                async def firehose() -> None:
+                async def firehose(connection: ServerConnection, text: str) -> None:
                     while True:
                         await connection.send(text)
 
-                n.start_soon(firehose)
+                n.start_soon(firehose, connection, text)
                 start = trio.current_time()
                 while trio.current_time() - start < seconds:
                     await trio.sleep(0.25)

@@ -40,9 +40,7 @@ def bodies(tree: ast.Module) -> list[list[ast.stmt]]:
             found.extend(handler.body for handler in node.handlers)
             if node.finalbody:
                 found.append(node.finalbody)
-        elif isinstance(node, ast.With | ast.AsyncWith):
-            found.append(node.body)
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        elif isinstance(node, ast.With | ast.AsyncWith | ast.FunctionDef | ast.AsyncFunctionDef):
             found.append(node.body)
     return found
 
@@ -71,7 +69,7 @@ def run_suite(workdir: Path, timeout: float) -> bool:
     """True when the suite passes (the mutant survived)."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"],
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly"],
             cwd=workdir,
             capture_output=True,
             timeout=timeout,
@@ -113,7 +111,8 @@ def main() -> None:
             target = copy / file
             original = (ROOT / file).read_text()
             lines = original.splitlines(keepends=True)
-            mutated = lines[: start - 1] + [f'{indent}raise AssertionError("mutant")\n'] + lines[end:]
+            mutant = f'{indent}raise AssertionError("mutant")\n'
+            mutated = [*lines[: start - 1], mutant, *lines[end:]]
             target.write_text("".join(mutated))
             survived = run_suite(copy, args.timeout)
             target.write_text(original)

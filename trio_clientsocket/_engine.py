@@ -220,7 +220,7 @@ class WebsocketsEngine:
         frames: list[Frame] = p.events_received()  # type: ignore[assignment]  # OPEN: frames only
         for frame in frames:
             opcode = frame.opcode
-            payload: bytes = frame.data  # type: ignore[assignment]  # parsed frames: bytes
+            payload: bytes = frame.data  # type: ignore[assignment]  # bytes or bytearray
             if opcode is TEXT:
                 if frame.fin and self._assembly is None:
                     try:
@@ -234,7 +234,7 @@ class WebsocketsEngine:
                         break
             elif opcode is BINARY:
                 if frame.fin and self._assembly is None:
-                    out.append(payload)
+                    out.append(bytes(payload))  # the parser may hand a bytearray
                 else:
                     self._assembly = _Assembly(text=False)
                     if not self._part(payload, frame.fin, out):
@@ -243,7 +243,7 @@ class WebsocketsEngine:
                 if not self._part(payload, frame.fin, out):
                     break
             elif opcode is PONG:
-                self.pong = payload
+                self.pong = bytes(payload)
             # PING: the protocol queued the pong itself; CLOSE: see ending.
         return out
 

@@ -50,6 +50,9 @@ class Response:
         return ", ".join(values) if values else None
 
 
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def _tokens(value: str | None) -> list[str]:
     return [t.strip().lower() for t in (value or "").split(",") if t.strip()]
 
@@ -105,7 +108,12 @@ def _parse_head(head: bytes) -> Response:
     headers = []
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
+        if (
+            not colon
+            or not name
+            or not _TOKEN.issuperset(name)
+            or any((c < " " and c != "\t") or c == "\x7f" for c in value)
+        ):
             raise ProtocolError(f"the server's answer has an invalid header line: {line[:80]!r}")
         headers.append((name.lower(), value.strip()))
     return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", tuple(headers))
@@ -136,7 +144,7 @@ def check_upgrade(
 ) -> str | None:
     """Check a 101 answer against what the request offered; return the chosen
     subprotocol. Raises ProtocolError naming what is wrong."""
-    if "websocket" not in _tokens(response.header("upgrade")):
+    if _tokens(response.header("upgrade")) != ["websocket"]:
         raise ProtocolError(
             "invalid handshake response: the Upgrade header is not 'websocket' "
             f"({response.header('upgrade')!r})"

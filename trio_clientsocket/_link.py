@@ -58,6 +58,8 @@ class Link(Protocol):
     rtt: float | None
     torn: bool
     """A write was cut part-way through a frame: nothing more may be written."""
+    torn_message: Message | None
+    """The message whose frame was cut (None when it was another write, a ping)."""
 
     @property
     def bytes_in(self) -> int: ...
@@ -126,6 +128,7 @@ class WireLink:
         "rtt",
         "rx_at",
         "torn",
+        "torn_message",
     )
 
     def __init__(
@@ -145,6 +148,7 @@ class WireLink:
         self.rx_at = trio.current_time()
         self.rtt: float | None = None
         self.torn = False
+        self.torn_message: Message | None = None
 
     @property
     def writable(self) -> bool:
@@ -272,7 +276,11 @@ class WireLink:
                 raise LinkEnded
             # No checkpoint between framing and writing: with compression the
             # engine's state already counts this frame as sent.
-            await self._send(self._engine.send(message))
+            try:
+                await self._send(self._engine.send(message))
+            except trio.Cancelled:
+                self.torn_message = message
+                raise
             await self._send_pending()
         finally:
             self._release()
@@ -462,6 +470,8 @@ class CountingStream(trio.abc.Stream):
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The stream is dead: close it, so that trio-websocket's reader,
             # which may be waiting to read, ends too (and the link with it).
+            if self._head is not None:  # the request: trio-websocket says nothing
+                self._refuse(ConnectionLost(1006, "connection closed during the handshake"))
             await trio.aclose_forcefully(self.inner)
             raise
         finally:
@@ -552,6 +562,7 @@ class TrioWebsocketLink:
         self._violation: tuple[int, str] | None = None
         self.rtt: float | None = None
         self.torn = False
+        self.torn_message: Message | None = None
 
     @property
     def bytes_in(self) -> int:
@@ -605,6 +616,7 @@ class TrioWebsocketLink:
                 raise LinkEnded from None
             except trio.Cancelled:
                 self.torn = True
+                self.torn_message = message
                 raise
 
     async def ping(self, payload: bytes) -> int:
@@ -616,8 +628,14 @@ class TrioWebsocketLink:
             mark = self._stream.bytes_in
             self._nursery.start_soon(self._ping_task, payload, sent_at)
             # Hold the gate until the ping frame is on the wire.
-            while self._stream.bytes_out == written and self._ws.closed is None:
-                await self._stream.written.wait()
+            try:
+                while self._stream.bytes_out == written and self._ws.closed is None:
+                    await self._stream.written.wait()
+            except trio.Cancelled:
+                # The ping task may hold trio-websocket's send lock: a message
+                # written after it could be cut off behind it. Write no more.
+                self._closing = True
+                raise
             return mark
 
     async def _ping_task(self, payload: bytes, sent_at: float) -> None:

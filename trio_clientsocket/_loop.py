@@ -16,7 +16,7 @@ import trio
 from ._backoff import Backoff
 from ._classify import Classify
 from ._dial import DialOptions, dial
-from ._errors import AttemptError, ConnectTimeout, TransportError
+from ._errors import AttemptError, ConnectTimeout, ProtocolError, TransportError
 from ._events import Closed, Connected, ConnectionFailed, Message
 from ._queues import EventStream, Outbox
 from ._session import Session
@@ -66,6 +66,8 @@ def header_pairs(headers: object) -> list[tuple[str, str]]:
     except TypeError:
         raise TypeError("headers must be a mapping or (name, value) pairs") from None
     for item in iterator:
+        if isinstance(item, str | bytes):
+            raise TypeError("headers must be a mapping or (name, value) pairs")
         try:
             name, value = item
         except (TypeError, ValueError):
@@ -261,7 +263,7 @@ class Run:
             error = _single_failure(group)
             if error is group:
                 raise
-            raise error from None
+            raise error from error.__cause__  # its own cause kept, the group dropped
         finally:
             if session is not None:
                 link = session.link
@@ -342,6 +344,9 @@ class Run:
         return Closed(url=self.shown_url)
 
 
+_PROTOCOL_LIBRARIES = frozenset({"h11", "wsproto", "trio_websocket"})
+
+
 def _single_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one failure a connection nursery raised, as the error to report.
 
@@ -352,7 +357,14 @@ def _single_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
     leaves = _leaves(errors)
     if len(leaves) != 1:
         return TransportError(f"connection failed: {leaves!r}")
-    return leaves[0]
+    error = leaves[0]
+    if type(error).__module__.partition(".")[0] in _PROTOCOL_LIBRARIES:
+        # trio-websocket's reader lets h11's and wsproto's errors escape on an
+        # answer that the socket's own checks let through
+        failure = ProtocolError(f"the server broke the WebSocket protocol: {error}")
+        failure.__cause__ = error
+        return failure
+    return error
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

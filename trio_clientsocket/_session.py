@@ -179,7 +179,7 @@ class Session:
         except LinkEnded as ended:
             self._lost_in_flight(ended)
         except trio.Cancelled:
-            if self.link.torn:
+            if self.link.torn_message is message:
                 self._report_in_flight()
                 self._end(ConnectionLost(1006, "a send() was cancelled part-way through a frame"))
             else:
@@ -203,7 +203,7 @@ class Session:
                     self._lost_in_flight(ended)
                     return
                 except trio.Cancelled:
-                    if link.torn:
+                    if link.torn_message is message:
                         self._report_in_flight()
                     else:
                         outbox.requeue()  # not written: first on the next connection
@@ -324,6 +324,7 @@ class Session:
         only if it can be written within ``ABORT_GRACE``."""
         self.closing = True
         self._ended = True
+        self.outbox.notify()  # a close() waiting in another task returns
         link = self.link
         try:
             if link.writable and not link.gate_busy:

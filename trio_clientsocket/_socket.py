@@ -266,8 +266,10 @@ class ClientSocket:
         except BaseException as exc:
             self._exited = True
             self._nursery.cancel_scope.cancel()
-            await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
-            self._events.close()
+            try:
+                await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
+            finally:
+                self._events.close()
             raise
         return self
 

@@ -450,7 +450,6 @@ class CountingStream(trio.abc.Stream):
         self.subprotocol: str | None = None
         self._subprotocols = subprotocols
         self._head: HeadReader | None = HeadReader()
-        self.watch: FrameWatch | None = None  # set once the handshake is done
         self.written = Slot()
         self.watch = FrameWatch(max_size)
 
@@ -491,7 +490,7 @@ class CountingStream(trio.abc.Stream):
             return await self._answer()
         data = await self._read(max_bytes)
         watch = self.watch
-        if watch is not None and watch.violation is None:
+        if watch.violation is None:
             watch.feed(data)
             if watch.violation is not None:
                 # cut the server off before trio-websocket assembles the message
@@ -525,8 +524,7 @@ class CountingStream(trio.abc.Stream):
             )
         except ProtocolError as exc:
             return self._refuse(exc)
-        if self.watch is not None:
-            self.watch.feed(rest)
+        self.watch.feed(rest)
         return head + b"\r\n\r\n" + rest
 
     def _refuse(self, failure: TransportError | None) -> bytes:
@@ -675,7 +673,6 @@ class TrioWebsocketLink:
 
     def outcome(self) -> TransportError:
         watch = self._stream.watch
-        assert watch is not None
         violation = self._violation or watch.violation or watch.bad_close
         reason = self._ws.closed
         if (

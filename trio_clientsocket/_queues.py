@@ -21,7 +21,7 @@ from ._events import (
     received,
 )
 
-__all__ = ["EventStream", "Mutex", "Outbox", "Slot", "message_size"]
+__all__ = ["EventStream", "Mutex", "Outbox", "Slot"]
 
 SCHEDULE_EVERY = 16
 """``receive()`` of an event that is ready lets other tasks run once in this many calls."""
@@ -42,14 +42,6 @@ class _Empty(deque[Any]):
 
 
 _NONE: deque[Any] = _Empty()
-
-
-def message_size(message: Message) -> int:
-    """Bytes a message holds in memory, at most (a str of non-ASCII text holds
-    up to 4 bytes a character)."""
-    if type(message) is bytes or message.isascii():
-        return len(message)
-    return 4 * len(message)
 
 
 class Slot:
@@ -229,7 +221,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             writers = self._writers
             # Wake a waiting producer only below the low-water marks, so that
             # it refills in bulk instead of in lockstep, one per pass.
-            if writers and self._has_room(low=True):
+            if writers and self._below_low_water():
                 writers.unpark_all()
             return event
         if self._skipped:
@@ -300,11 +292,13 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
 
     # -- the socket's side -------------------------------------------------
 
-    def _has_room(self, *, low: bool = False) -> bool:
-        bound, byte_bound = self._bound, self._byte_bound
-        if low:
-            bound, byte_bound = max(1, bound // 2), byte_bound // 2
-        return len(self._items) < bound and self._bytes < byte_bound and not self._late
+    def _below_low_water(self) -> bool:
+        """Room for messages again: under half the buffer's count and bytes."""
+        return (
+            len(self._items) < max(1, self._bound // 2)
+            and self._bytes < self._byte_bound // 2
+            and not self._late
+        )
 
     def put_messages(self, messages: list[Message], start: int = 0, *, force: bool = False) -> int:
         """Append received messages from ``messages[start:]`` while the buffer
@@ -342,7 +336,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
     async def wait_room(self) -> None:
         """Wait until the buffer has room for messages again (below its low-water
         marks), or the stream is closed."""
-        while not self._has_room(low=True) and not self._closed and not self._discard:
+        while not self._below_low_water() and not self._closed and not self._discard:
             if self._writers is None:
                 self._writers = trio.lowlevel.ParkingLot()
             await self._writers.park()
@@ -558,9 +552,6 @@ class Outbox:
             self._changed = trio.lowlevel.ParkingLot()
         await self._changed.park()
 
-    async def wait_empty(self) -> None:
-        while not self.idle:
-            await self.wait_changed()
 
     async def wait_settled(self) -> str | None:
         """Wait until every message taken so far is written or reported; the

@@ -65,11 +65,19 @@ def mutants(path: Path) -> list[tuple[int, int, str]]:
     return sorted(set(out))
 
 
+FIRST = ["test_lifecycle.py", "test_resilience.py", "test_races.py", "test_review_core.py"]
+"""Test files that exercise the socket end to end, run first so that a mutant is
+usually killed within seconds (the whole suite still runs for a survivor)."""
+
+
 def run_suite(workdir: Path, timeout: float) -> bool:
     """True when the suite passes (the mutant survived)."""
+    tests = sorted((workdir / "tests").glob("test_*.py"))
+    ordered = [workdir / "tests" / name for name in FIRST]
+    ordered += [t for t in tests if t.name not in FIRST]
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly"],
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", *map(str, ordered)],
             cwd=workdir,
             capture_output=True,
             timeout=timeout,

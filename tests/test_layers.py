@@ -21,10 +21,11 @@ LAYERS: list[set[str]] = [
     {"_session", "_dial"},
     {"_link"},
     {"_engine"},
-    {"_handshake", "_queues", "_stats"},
+    {"_queues", "_stats"},
     {"_events", "_state", "_backoff", "_classify"},
+    {"_handshake"},
     {"_genexus", "_url"},
-    {"_errors"},
+    {"_errors", "_version"},
 ]
 
 

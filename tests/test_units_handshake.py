@@ -10,7 +10,7 @@ from trio_clientsocket import ProtocolError
 from trio_clientsocket._handshake import (
     MAX_HEAD,
     HeadReader,
-    Response,
+    HandshakeResponse as Response,
     accept_token,
     check_upgrade,
     request_key,

@@ -19,9 +19,9 @@ import trio_websocket
 from ._engine import ENGINES
 from ._errors import ConnectionLost, HandshakeRejected, ProtocolError
 from ._events import Message
-from ._handshake import HeadReader, check_upgrade
+from ._handshake import HandshakeResponse, HeadReader, check_upgrade
 from ._link import READ, CountingStream, Link, TrioWebsocketLink, WireLink
-from ._url import Target, parse_url
+from ._url import Target, parse_url, redirect_url
 
 __all__ = ["TRANSPORTS", "DialOptions", "Dialed", "OpenStream", "dial", "tcp_opener"]
 
@@ -90,6 +90,33 @@ class Dialed:
     link: Link
     initial: list[Message]
     subprotocol: str | None
+    response: HandshakeResponse
+    target: Target | None = None
+    """Where the connection went, after any redirect."""
+
+
+MAX_REDIRECTS = 10
+"""Redirects followed in one attempt (as websockets does)."""
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CROSS_HOST = frozenset({"authorization", "cookie"})
+
+
+def redirected(
+    target: Target, headers: list[tuple[str, str]], error: HandshakeRejected
+) -> tuple[Target, list[tuple[str, str]]]:
+    """Where a 3xx answer sends the attempt, and with which headers: a
+    credential (``Authorization``, ``Cookie``, a password in the URL) goes to
+    the same host only. Raises the answer itself when it has no Location."""
+    location = dict(error.headers).get("location")
+    if location is None:
+        raise error
+    new = parse_url(redirect_url(target, location))
+    if new.host != target.host:
+        headers = [(k, v) for k, v in headers if k.lower() not in _CROSS_HOST]
+        auth = new.basic_auth()  # given by the server itself, in the Location
+        if auth is not None:
+            headers.append(auth)
+    return new, headers
 
 
 async def dial(
@@ -98,16 +125,33 @@ async def dial(
     headers: list[tuple[str, str]],
     options: DialOptions,
 ) -> Dialed:
-    """Open the stream and run the handshake. ``nursery`` is the connection's:
-    trio-websocket's reader task runs in it. Raises the attempt's failure."""
-    stream = await options.open_stream(target.url)
-    try:
-        if options.transport == "trio-websocket":
-            return await _dial_trio_websocket(nursery, stream, target, headers, options)
-        return await _dial_engine(stream, target, headers, options)
-    except BaseException:
-        await trio.aclose_forcefully(stream)
-        raise
+    """Open the stream and run the handshake, following redirects. ``nursery``
+    is the connection's: trio-websocket's reader task runs in it. Raises the
+    attempt's failure."""
+    last: HandshakeRejected | None = None
+    for _ in range(MAX_REDIRECTS + 1):
+        stream = await options.open_stream(target.url)
+        try:
+            if options.transport == "trio-websocket":
+                dialed = await _dial_trio_websocket(nursery, stream, target, headers, options)
+            else:
+                dialed = await _dial_engine(stream, target, headers, options)
+        except HandshakeRejected as error:
+            await trio.aclose_forcefully(stream)
+            if error.status_code not in REDIRECTS:
+                raise
+            target, headers = redirected(target, headers, error)
+            last = error
+            continue
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        dialed.target = target
+        return dialed
+    assert last is not None
+    raise HandshakeRejected(
+        last.status_code, b"", last.headers, detail=f"more than {MAX_REDIRECTS} redirects"
+    )
 
 
 async def _dial_engine(
@@ -138,7 +182,7 @@ async def _dial_engine(
     subprotocol = check_upgrade(response, engine.key, options.subprotocols, ())
     initial = engine.accept(head, rest)
     link = WireLink(stream, engine, received, len(request))
-    return Dialed(link, initial, subprotocol)
+    return Dialed(link, initial, subprotocol, response)
 
 
 async def _dial_trio_websocket(
@@ -168,5 +212,6 @@ async def _dial_trio_websocket(
             raise counting.failure
         raise ProtocolError("the handshake did not complete")  # pragma: no cover - see _refuse
     link = TrioWebsocketLink(ws, counting, nursery, options.max_size)
-    return Dialed(link, [], counting.subprotocol)
+    assert counting.response is not None
+    return Dialed(link, [], counting.subprotocol, counting.response)
 

@@ -117,8 +117,11 @@ class HandshakeRejected(TransportError):
         status_code: int,
         body: bytes = b"",
         headers: tuple[tuple[str, str], ...] = (),
+        *,
+        detail: str = "",
     ) -> None:
-        super().__init__(f"server rejected the handshake with HTTP {status_code}")
+        message = f"server rejected the handshake with HTTP {status_code}"
+        super().__init__(f"{message}: {detail}" if detail else message)
         self.status_code = status_code
         self.body = body
         self.headers = headers

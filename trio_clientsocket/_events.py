@@ -8,6 +8,7 @@ from typing import Any, Literal, TypeAlias
 import attrs
 
 from ._genexus import NotificationInfo, parse_json
+from ._handshake import HandshakeResponse
 
 __all__ = [
     "Closed",
@@ -45,7 +46,7 @@ class Connected(Event):
 
     Examples:
         >>> Connected(url="ws://localhost:8080/")
-        Connected(url='ws://localhost:8080/', subprotocol=None)
+        Connected(url='ws://localhost:8080/', subprotocol=None, response=None)
     """
 
     url: str
@@ -53,6 +54,9 @@ class Connected(Event):
     values are shown as ``***`` (``ClientSocket.raw_url`` has the real one)."""
     subprotocol: str | None = None
     """The subprotocol the server chose, if any."""
+    response: HandshakeResponse | None = attrs.field(default=None, eq=False)
+    """The server's handshake answer: status and headers (secret values hidden
+    in its repr)."""
 
 
 @attrs.frozen

@@ -17,7 +17,14 @@ import attrs
 
 from ._errors import ProtocolError
 
-__all__ = ["MAX_HEAD", "HeadReader", "Response", "accept_token", "check_upgrade", "request_key"]
+__all__ = [
+    "MAX_HEAD",
+    "HandshakeResponse",
+    "HeadReader",
+    "accept_token",
+    "check_upgrade",
+    "request_key",
+]
 
 MAX_HEAD = 16384
 """Bytes an answer's status line and headers may take (a server that sends
@@ -25,21 +32,42 @@ endless headers is refused past this)."""
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
+_SECRET_HEADERS = frozenset(
+    {"set-cookie", "cookie", "authorization", "proxy-authorization", "proxy-authenticate"}
+)
+_SECRET_WORDS = ("token", "secret", "session", "auth", "key", "password", "cookie")
+
+
+def _secret(name: str) -> bool:
+    return name in _SECRET_HEADERS or (
+        not name.startswith("sec-websocket-") and any(w in name for w in _SECRET_WORDS)
+    )
+
+
+def _redacted_headers(headers: tuple[tuple[str, str], ...]) -> str:
+    return repr(tuple((k, "***" if _secret(k) else v) for k, v in headers))
+
+
 @attrs.frozen
-class Response:
-    """The server's answer to the opening handshake: status and headers.
+class HandshakeResponse:
+    """The server's answer to the opening handshake: status and headers
+    (``Connected.response``), for a cookie or a session header the server set.
+    Its repr hides the values of headers that may hold secrets (cookies,
+    authorization, anything named like a token, key or session).
 
     Examples:
-        >>> r = Response(101, "Switching Protocols", (("upgrade", "websocket"),))
-        >>> r.header("Upgrade")
-        'websocket'
+        >>> r = HandshakeResponse(101, "Switching Protocols", (("set-cookie", "sid=42"),))
+        >>> r.header("Set-Cookie")
+        'sid=42'
+        >>> r
+        HandshakeResponse(status=101, reason='Switching Protocols', headers=(('set-cookie', '***'),))
     """
 
     status: int
     """The HTTP status code (101 for a WebSocket connection)."""
     reason: str
     """The reason phrase, as sent."""
-    headers: tuple[tuple[str, str], ...] = attrs.field(repr=False)
+    headers: tuple[tuple[str, str], ...] = attrs.field(repr=_redacted_headers)
     """The headers in the order sent, names in lower case."""
 
     def header(self, name: str) -> str | None:
@@ -59,14 +87,14 @@ def _tokens(value: str | None) -> list[str]:
 
 class HeadReader:
     """Collects the answer's head from the bytes received: ``feed()`` until it
-    returns the final (non-1xx) ``Response`` and the bytes that followed it."""
+    returns the final (non-1xx) ``HandshakeResponse`` and the bytes that followed it."""
 
     __slots__ = ("_buffer",)
 
     def __init__(self) -> None:
         self._buffer = b""
 
-    def feed(self, data: bytes) -> tuple[Response, bytes, bytes] | None:
+    def feed(self, data: bytes) -> tuple[HandshakeResponse, bytes, bytes] | None:
         """Add ``data``; the final response, its head (the status line and
         headers, without the blank line) and what came after it, or None while
         incomplete. Raises ProtocolError on an answer that is not HTTP or whose
@@ -98,7 +126,7 @@ class HeadReader:
             return response, head, buffer
 
 
-def _parse_head(head: bytes) -> Response:
+def _parse_head(head: bytes) -> HandshakeResponse:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not (
@@ -116,7 +144,7 @@ def _parse_head(head: bytes) -> Response:
         ):
             raise ProtocolError(f"the server's answer has an invalid header line: {line[:80]!r}")
         headers.append((name.lower(), value.strip()))
-    return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", tuple(headers))
+    return HandshakeResponse(int(parts[1]), parts[2] if len(parts) > 2 else "", tuple(headers))
 
 
 def accept_token(key: str) -> str:
@@ -140,7 +168,7 @@ def request_key(request: bytes) -> str:
 
 
 def check_upgrade(
-    response: Response, key: str, subprotocols: tuple[str, ...], extensions: tuple[str, ...]
+    response: HandshakeResponse, key: str, subprotocols: tuple[str, ...], extensions: tuple[str, ...]
 ) -> str | None:
     """Check a 101 answer against what the request offered; return the chosen
     subprotocol. Raises ProtocolError naming what is wrong."""

@@ -23,7 +23,7 @@ import trio_websocket
 from ._engine import TOO_BIG, Ending, Engine, ending_error, fragment_limit
 from ._errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
 from ._events import Message
-from ._handshake import HeadReader, check_upgrade, request_key
+from ._handshake import HandshakeResponse, HeadReader, check_upgrade, request_key
 from ._queues import Slot
 
 __all__ = ["CHUNK", "READ", "CountingStream", "Link", "LinkEnded", "TrioWebsocketLink", "WireLink"]
@@ -448,6 +448,7 @@ class CountingStream(trio.abc.Stream):
         self.failure: TransportError | None = None  # why the handshake failed
         self.handshake: trio.CancelScope | None = None  # cancelled when it cannot finish
         self.subprotocol: str | None = None
+        self.response: HandshakeResponse | None = None
         self._subprotocols = subprotocols
         self._head: HeadReader | None = HeadReader()
         self.written = Slot()
@@ -518,6 +519,7 @@ class CountingStream(trio.abc.Stream):
         response, head, rest = got
         if response.status != 101:
             return self._refuse(HandshakeRejected(response.status, rest, response.headers))
+        self.response = response
         try:
             self.subprotocol = check_upgrade(
                 response, request_key(self.request), self._subprotocols, ()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeAlias
 
@@ -23,14 +24,26 @@ from ._session import Session
 from ._state import ConnectionState, State, Trigger
 from ._stats import Counters
 from ._url import Target, parse_url, redact_url
+from ._version import __version__
 
-__all__ = ["Config", "Headers", "HeadersSource", "Run", "Shared", "UrlSource", "header_pairs"]
+__all__ = [
+    "USER_AGENT",
+    "Config",
+    "Headers",
+    "HeadersSource",
+    "Run",
+    "Shared",
+    "UrlSource",
+    "header_pairs",
+    "with_defaults",
+]
 
 log = logging.getLogger("trio_clientsocket")
 log.addHandler(logging.NullHandler())
 
-Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
-"""Extra handshake headers: a mapping or (name, value) pairs."""
+Headers: TypeAlias = Mapping[str, str | None] | Iterable[tuple[str, str | None]]
+"""Extra handshake headers: a mapping or (name, value) pairs; the value None
+leaves out a header the socket sends by default (``User-Agent``)."""
 UrlSource: TypeAlias = str | Callable[[], str | Awaitable[str]]
 """A URL, or a (sync or async) callable evaluated on every attempt."""
 HeadersSource: TypeAlias = Headers | Callable[[], Headers | Awaitable[Headers]]
@@ -52,15 +65,24 @@ _RESERVED = frozenset(
 )
 
 
-def header_pairs(headers: object) -> list[tuple[str, str]]:
-    """Validate handshake headers; the (name, value) pairs. Never shows a value
-    in an error: it may be a credential."""
+USER_AGENT = (
+    f"trio-clientsocket/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
+)
+"""The ``User-Agent`` header sent unless the ``headers`` option replaces it (or
+removes it, with the value None)."""
+_REMOVABLE = frozenset({"user-agent"})
+
+
+def header_pairs(headers: object) -> list[tuple[str, str | None]]:
+    """Validate handshake headers; the (name, value) pairs (value None: leave
+    out a header the socket sends by default). Never shows a value in an
+    error: it may be a credential."""
     if headers is None:
         return []
     if isinstance(headers, str | bytes):
         raise TypeError("headers must be a mapping or (name, value) pairs, not a string")
     items = headers.items() if isinstance(headers, Mapping) else headers
-    pairs = []
+    pairs: list[tuple[str, str | None]] = []
     try:
         iterator = iter(items)  # type: ignore[call-overload]
     except TypeError:
@@ -72,6 +94,9 @@ def header_pairs(headers: object) -> list[tuple[str, str]]:
             name, value = item
         except (TypeError, ValueError):
             raise TypeError("headers must be a mapping or (name, value) pairs") from None
+        if isinstance(name, str) and value is None and name.lower() in _REMOVABLE:
+            pairs.append((name, None))  # leave the default header out
+            continue
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"header names and values must be str (header {name!r})")
         if (
@@ -91,6 +116,15 @@ def header_pairs(headers: object) -> list[tuple[str, str]]:
             raise ValueError(f"header {name!r} has a value that is not Latin-1") from None
         pairs.append((name, value))
     return pairs
+
+
+def with_defaults(pairs: list[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """The headers to send: the defaults (User-Agent), replaced or removed by
+    those given."""
+    given = {name.lower() for name, _ in pairs}
+    out = [] if "user-agent" in given else [("User-Agent", USER_AGENT)]
+    out.extend((name, value) for name, value in pairs if value is not None)
+    return out
 
 
 @attrs.frozen
@@ -209,7 +243,7 @@ class Run:
     async def _prepare(self) -> tuple[Target, list[tuple[str, str]]]:
         try:
             url = await _resolve(self.url_source)
-            headers = header_pairs(await _resolve(self.config.headers))
+            headers = with_defaults(header_pairs(await _resolve(self.config.headers)))
         except Exception as exc:
             raise AttemptError(f"url or headers callable failed: {exc!r}") from exc
         self.url = url if isinstance(url, str) else repr(url)
@@ -249,6 +283,8 @@ class Run:
                 )
                 counters = shared.counters
                 counters.subprotocol = dialed.subprotocol
+                if dialed.target is not None and dialed.target is not target:
+                    self.url = dialed.target.url  # where a redirect led
                 connected_at = trio.current_time()
                 if self.connections:
                     counters.reconnects += 1
@@ -256,7 +292,11 @@ class Run:
                 shared.fire(Trigger.CONNECTED)
                 log.info("connected to %s", self.shown_url)
                 shared.events.put_report(
-                    Connected(url=self.shown_url or "", subprotocol=dialed.subprotocol)
+                    Connected(
+                        url=self.shown_url or "",
+                        subprotocol=dialed.subprotocol,
+                        response=dialed.response,
+                    )
                 )
                 await session.serve(config.ping_interval, config.ping_timeout)
         except BaseExceptionGroup as group:

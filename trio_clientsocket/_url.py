@@ -138,3 +138,34 @@ def parse_url(url: object) -> Target:
         username=urllib.parse.unquote(parts.username) if parts.username is not None else None,
         password=urllib.parse.unquote(parts.password) if parts.password is not None else None,
     )
+
+
+_TO_HTTP = {"ws": "http", "wss": "https"}
+_TO_WS = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+
+
+def redirect_url(current: Target, location: str) -> str:
+    """The URL a redirect's ``Location`` points to, resolved against the
+    current one (``http(s)://`` becomes ``ws(s)://``). Raises InvalidURLError
+    for a target that is no WebSocket URL, and for one that would go from
+    ``wss://`` to ``ws://``.
+
+    Examples:
+        >>> redirect_url(parse_url("ws://h/a/b?x"), "/c")
+        'ws://h/c'
+        >>> redirect_url(parse_url("wss://h/"), "https://other:8443/ws")
+        'wss://other:8443/ws'
+    """
+    base = current.url
+    scheme, sep, rest = base.partition("://")
+    joined = urllib.parse.urljoin(f"{_TO_HTTP[scheme.lower()]}{sep}{rest}", location.strip())
+    new_scheme, sep, rest = joined.partition("://")
+    if new_scheme.lower() not in _TO_WS:
+        raise InvalidURLError(f"the server redirected to {redact_url(location)!r}, not a web URL")
+    url = f"{_TO_WS[new_scheme.lower()]}{sep}{rest}"
+    if current.secure and not url.startswith("wss://"):
+        raise InvalidURLError(
+            f"the server redirected from wss:// to {redact_url(url)!r}: refused (not encrypted)"
+        )
+    parse_url(url)
+    return url

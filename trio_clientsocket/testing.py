@@ -157,8 +157,8 @@ class MockServer:
     is ``connection.send(...)`` inside a handler.
 
     Faults (each applies to the next connection attempts, in the order given):
-    ``refuse(n)``, ``reject(status, n)``, ``accept_then_close(code, n)``,
-    ``delay_handshake(seconds, n)``; and on live connections: ``close_all``,
+    ``refuse(n)``, ``reject(status, n)``, ``redirect(location, n)``,
+    ``accept_then_close(code, n)``, ``delay_handshake(seconds, n)``; and on live connections: ``close_all``,
     ``drop_all``, ``stall``/``resume``; and ``stop``/``start`` (a restart).
     """
 
@@ -185,7 +185,12 @@ class MockServer:
         self.attempts = 0
         """Connection attempts seen (refused ones included)."""
         self.rejected: list[int] = []
-        """HTTP statuses sent to rejected handshakes."""
+        """HTTP statuses sent to rejected handshakes (redirects included)."""
+        self.subprotocols: tuple[str, ...] = ()
+        """Subprotocols the server speaks: it chooses the first of the client's
+        offer that is among them."""
+        self.accept_headers: list[tuple[str, str]] = []
+        """Extra headers of the server's 101 answer (a ``Set-Cookie``, say)."""
         self.up = True
         self._faults: deque[_Fault] = deque()
         self._stalled = False
@@ -237,6 +242,15 @@ class MockServer:
     def accept_then_close(self, code: int = 1000, count: int = 1, reason: str = "") -> None:
         """Complete the next ``count`` handshakes, then close at once with ``code``."""
         self._faults.append(_Fault("accept_then_close", count, code=code, reason=reason))
+
+    def redirect(self, location: str, count: int = 1, status: int = 302) -> None:
+        """Answer the next ``count`` handshakes with a redirect to ``location``
+        (HTTP ``status``: 301, 302, 303, 307 or 308).
+
+        Examples:
+            >>> server.redirect("ws://mock.test/elsewhere/gxwebsocket?id")  # doctest: +SKIP
+        """
+        self._faults.append(_Fault("redirect", count, status=status, reason=location))
 
     def delay_handshake(self, seconds: float, count: int = 1) -> None:
         """Wait ``seconds`` before answering the next ``count`` handshakes."""
@@ -412,13 +426,26 @@ class MockServer:
         fault = self._take_fault("delay")
         if fault is not None:
             await trio.sleep(fault.delay)
-        fault = self._take_fault("reject")
+        fault = self._take_fault("reject", "redirect")
         status = fault.status if fault is not None else self._check_request(request.target)
         if status is not None:
             self.rejected.append(status)
-            await stream.send_all(ws.send(RejectConnection(status_code=status, has_body=False)))
+            headers = []
+            if fault is not None and fault.kind == "redirect":
+                headers.append((b"location", fault.reason.encode()))
+            await stream.send_all(
+                ws.send(RejectConnection(status_code=status, headers=headers, has_body=False))
+            )
             return
-        await stream.send_all(ws.send(AcceptConnection()))
+        chosen = next((p for p in request.subprotocols if p in self.subprotocols), None)
+        await stream.send_all(
+            ws.send(
+                AcceptConnection(
+                    subprotocol=chosen,
+                    extra_headers=[(k.encode(), v.encode()) for k, v in self.accept_headers],
+                )
+            )
+        )
         path = request.target
         query = urllib.parse.urlsplit(path).query
         connection = ServerConnection(

@@ -10,10 +10,12 @@ from trio_clientsocket import ProtocolError
 from trio_clientsocket._handshake import (
     MAX_HEAD,
     HeadReader,
-    HandshakeResponse as Response,
     accept_token,
     check_upgrade,
     request_key,
+)
+from trio_clientsocket._handshake import (
+    HandshakeResponse as Response,
 )
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="

@@ -38,17 +38,16 @@ from ._events import SocketEvent as SocketEvent
 from ._events import Undelivered as Undelivered
 from ._events import UndeliveredReason as UndeliveredReason
 from ._genexus import GeneXusEndpoint as GeneXusEndpoint
-from ._handshake import HandshakeResponse as HandshakeResponse
 from ._genexus import NotificationInfo as NotificationInfo
 from ._genexus import genexus_endpoint as genexus_endpoint
 from ._genexus import new_client_id as new_client_id
+from ._handshake import HandshakeResponse as HandshakeResponse
 from ._queues import EventStream as EventStream
 from ._socket import ClientSocket as ClientSocket
 from ._state import State as State
 from ._state import Status as Status
 from ._stats import SocketStatistics as SocketStatistics
 from ._version import __version__ as __version__
-
 
 __all__ = [
     "AttemptError",

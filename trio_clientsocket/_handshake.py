@@ -56,11 +56,11 @@ class HandshakeResponse:
     authorization, anything named like a token, key or session).
 
     Examples:
-        >>> r = HandshakeResponse(101, "Switching Protocols", (("set-cookie", "sid=42"),))
+        >>> r = HandshakeResponse(101, "OK", (("set-cookie", "sid=42"),))
         >>> r.header("Set-Cookie")
         'sid=42'
         >>> r
-        HandshakeResponse(status=101, reason='Switching Protocols', headers=(('set-cookie', '***'),))
+        HandshakeResponse(status=101, reason='OK', headers=(('set-cookie', '***'),))
     """
 
     status: int
@@ -168,7 +168,10 @@ def request_key(request: bytes) -> str:
 
 
 def check_upgrade(
-    response: HandshakeResponse, key: str, subprotocols: tuple[str, ...], extensions: tuple[str, ...]
+    response: HandshakeResponse,
+    key: str,
+    subprotocols: tuple[str, ...],
+    extensions: tuple[str, ...],
 ) -> str | None:
     """Check a 101 answer against what the request offered; return the chosen
     subprotocol. Raises ProtocolError naming what is wrong."""

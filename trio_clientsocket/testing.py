@@ -158,7 +158,8 @@ class MockServer:
 
     Faults (each applies to the next connection attempts, in the order given):
     ``refuse(n)``, ``reject(status, n)``, ``redirect(location, n)``,
-    ``accept_then_close(code, n)``, ``delay_handshake(seconds, n)``; and on live connections: ``close_all``,
+    ``accept_then_close(code, n)``, ``delay_handshake(seconds, n)``; and on live
+    connections: ``close_all``,
     ``drop_all``, ``stall``/``resume``; and ``stop``/``start`` (a restart).
     """
 

@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"_queues", "_stats"},
     {"_events", "_state", "_backoff", "_classify"},
     {"_handshake"},
-    {"_genexus", "_url"},
+    {"_genexus", "_url", "_compression"},
     {"_errors", "_version"},
 ]
 

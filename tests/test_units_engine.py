@@ -18,7 +18,13 @@ from trio_clientsocket._engine import (
     ending_error,
     fragment_limit,
 )
-from trio_clientsocket._handshake import accept_token, request_key
+from trio_clientsocket._events import Message
+from trio_clientsocket._handshake import (
+    HandshakeResponse,
+    HeadReader,
+    accept_token,
+    request_key,
+)
 from trio_clientsocket._url import parse_url
 
 EngineType = type[WebsocketsEngine] | type[WsprotoEngine]
@@ -78,10 +84,18 @@ def head_for(key: str, *extra: str) -> bytes:
     return "\r\n".join(lines).encode("latin-1")
 
 
+def accept(engine: Engine, head: bytes, rest: bytes) -> list[Message]:
+    """``engine.accept()`` with the answer parsed as the socket parses it."""
+    got = HeadReader().feed(head + b"\r\n\r\n")
+    assert got is not None
+    response, parsed_head, _ = got
+    return engine.accept(response, parsed_head, rest)
+
+
 def connected(cls: EngineType, max_size: int = 1000, *, rest: bytes = b"") -> Engine:
     engine = cls(TARGET, [], max_size)
     engine.request()
-    assert engine.accept(head_for(engine.key), rest) == []
+    assert accept(engine, head_for(engine.key), rest) == []
     return engine
 
 
@@ -107,7 +121,7 @@ def test_accept_returns_the_messages_that_came_with_the_answer(cls: EngineType) 
     engine = cls(TARGET, [], 1000, ("v1", "v2"))
     engine.request()
     rest = frame(TEXT, b"hi") + frame(BINARY, b"\x00\x01") + frame(TEXT, b"par", fin=False)
-    messages = engine.accept(head_for(engine.key, "Sec-WebSocket-Protocol: v2"), rest)
+    messages = accept(engine, head_for(engine.key, "Sec-WebSocket-Protocol: v2"), rest)
     assert messages == ["hi", b"\x00\x01"]
     assert engine.writable
     assert not engine.ended
@@ -128,8 +142,10 @@ def test_an_answer_wsproto_refuses_is_a_protocol_error_naming_its_reason(
     parses the answer: see test_units_handshake for what it lets through.)"""
     engine = WsprotoEngine(TARGET, [], 1000)
     engine.request()
+    head = head_for(engine.key, *extra)
+    response = HandshakeResponse(101, "Switching Protocols", ())  # wsproto reads the head
     with pytest.raises(ProtocolError) as info:
-        engine.accept(head_for(engine.key, *extra), b"")
+        engine.accept(response, head, b"")
     cause = info.value.__cause__
     assert isinstance(cause, wsproto.utilities.ProtocolError)
     assert str(info.value) == f"invalid handshake response: {cause}"

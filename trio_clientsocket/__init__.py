@@ -15,6 +15,7 @@ Examples:
 
 from ._backoff import Backoff as Backoff
 from ._classify import Classifier as Classifier
+from ._compression import Deflate as Deflate
 from ._errors import AttemptError as AttemptError
 from ._errors import ClientSocketError as ClientSocketError
 from ._errors import ConnectionLost as ConnectionLost
@@ -60,6 +61,7 @@ __all__ = [
     "Connected",
     "ConnectionFailed",
     "ConnectionLost",
+    "Deflate",
     "Event",
     "EventStream",
     "GeneXusEndpoint",

@@ -16,7 +16,8 @@ import attrs
 import trio
 import trio_websocket
 
-from ._engine import ENGINES
+from ._compression import Deflate
+from ._engine import ENGINES, Engine
 from ._errors import ConnectionLost, HandshakeRejected, ProtocolError
 from ._events import Message
 from ._handshake import HandshakeResponse, HeadReader, check_upgrade
@@ -81,6 +82,7 @@ class DialOptions:
     max_size: int
     open_stream: OpenStream
     subprotocols: tuple[str, ...] = ()
+    compression: Deflate | None = None
 
 
 @attrs.define
@@ -91,6 +93,8 @@ class Dialed:
     initial: list[Message]
     subprotocol: str | None
     response: HandshakeResponse
+    compressed: bool = False
+    """permessage-deflate was negotiated."""
     target: Target | None = None
     """Where the connection went, after any redirect."""
 
@@ -157,7 +161,9 @@ async def dial(
 async def _dial_engine(
     stream: trio.abc.Stream, target: Target, headers: list[tuple[str, str]], options: DialOptions
 ) -> Dialed:
-    engine = ENGINES[options.transport](target, headers, options.max_size, options.subprotocols)
+    engine: Engine = ENGINES[options.transport](
+        target, headers, options.max_size, options.subprotocols, options.compression
+    )
     request = engine.request()
     try:
         await stream.send_all(request)
@@ -179,10 +185,10 @@ async def _dial_engine(
     response, head, rest = got
     if response.status != 101:
         raise HandshakeRejected(response.status, rest, response.headers)
-    subprotocol = check_upgrade(response, engine.key, options.subprotocols, ())
-    initial = engine.accept(head, rest)
+    subprotocol = check_upgrade(response, engine.key, options.subprotocols, engine.extension_names)
+    initial = engine.accept(response, head, rest)
     link = WireLink(stream, engine, received, len(request))
-    return Dialed(link, initial, subprotocol, response)
+    return Dialed(link, initial, subprotocol, response, compressed=engine.compressed)
 
 
 async def _dial_trio_websocket(

@@ -40,11 +40,13 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import ProtocolError as WsprotoError
 
+from ._compression import Deflate, negotiate, offer
 from ._errors import ConnectionLost, ProtocolError, TransportError
 from ._events import Message
-from ._handshake import request_key
+from ._handshake import HandshakeResponse, request_key
 from ._url import Target
 
 __all__ = [
@@ -60,6 +62,8 @@ __all__ = [
 
 EngineName = Literal["websockets", "wsproto"]
 TOO_BIG = 1009
+INFLATE_SLICE = 1024
+"""Bytes handed to wsproto at a time on a compressed connection."""
 
 # websockets logs each request line (query string included) at DEBUG: its
 # protocol gets a logger of its own that never logs, so no secret leaks.
@@ -111,14 +115,18 @@ class Engine(Protocol):
     """The request's ``Sec-WebSocket-Key``."""
     pong: bytes | None
     """The payload of the last pong received."""
+    extension_names: tuple[str, ...]
+    """The extensions the request offers."""
+    compressed: bool
+    """permessage-deflate was negotiated."""
 
     def request(self) -> bytes:
         """The handshake request to write."""
         ...
 
-    def accept(self, head: bytes, rest: bytes) -> list[Message]:
-        """Take the server's 101 answer (its head, checked already) and what
-        followed it; the messages in it. Raises ProtocolError."""
+    def accept(self, response: HandshakeResponse, head: bytes, rest: bytes) -> list[Message]:
+        """Take the server's 101 answer (checked already; its head as bytes) and
+        what followed it; the messages in it. Raises ProtocolError."""
         ...
 
     def receive(self, data: bytes) -> list[Message]:
@@ -175,7 +183,18 @@ class _Assembly:
 class WebsocketsEngine:
     """websockets' sans-I/O ``ClientProtocol`` behind the seam."""
 
-    __slots__ = ("_assembly", "_headers", "_max_size", "_p", "_violation", "key", "pong")
+    __slots__ = (
+        "_assembly",
+        "_deflate",
+        "_headers",
+        "_max_size",
+        "_p",
+        "_violation",
+        "compressed",
+        "extension_names",
+        "key",
+        "pong",
+    )
 
     def __init__(
         self,
@@ -183,14 +202,21 @@ class WebsocketsEngine:
         headers: Sequence[tuple[str, str]],
         max_size: int,
         subprotocols: Sequence[str] = (),
+        compression: Deflate | None = None,
     ) -> None:
         path, _, query = target.resource.partition("?")
         uri = WebSocketURI(target.secure, target.host, target.port, path, query)
+        self._deflate = compression
+        self.extension_names: tuple[str, ...] = (
+            ("permessage-deflate",) if compression is not None else ()
+        )
+        self.compressed = False
         # Created OPEN: the handshake answer is read and checked by
         # ``_handshake`` for every engine (the protocol's own handshake parser
         # would also keep the answer's headers alive for the connection's life).
         self._p = ClientProtocol(
             uri,
+            extensions=[offer(self._deflate)] if self._deflate is not None else None,
             subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
             state=WS_OPEN,
             max_size=max_size,
@@ -210,7 +236,11 @@ class WebsocketsEngine:
         self._headers = []
         return request.serialize()
 
-    def accept(self, head: bytes, rest: bytes) -> list[Message]:
+    def accept(self, response: HandshakeResponse, head: bytes, rest: bytes) -> list[Message]:
+        answer = response.header("sec-websocket-extensions")
+        if answer and self._deflate is not None:  # the name was checked already
+            self._p.extensions = [negotiate(self._deflate, answer)]
+            self.compressed = True
         return self.receive(rest) if rest else []
 
     def receive(self, data: bytes) -> list[Message]:
@@ -337,6 +367,8 @@ class WsprotoEngine:
 
     __slots__ = (
         "_assembly",
+        "_deflate",
+        "_deflate_offer",
         "_ended",
         "_headers",
         "_max_size",
@@ -346,6 +378,8 @@ class WsprotoEngine:
         "_target",
         "_violation",
         "_ws",
+        "compressed",
+        "extension_names",
         "key",
         "pong",
     )
@@ -356,8 +390,24 @@ class WsprotoEngine:
         headers: Sequence[tuple[str, str]],
         max_size: int,
         subprotocols: Sequence[str] = (),
+        compression: Deflate | None = None,
     ) -> None:
         self._ws = WSConnection(ConnectionType.CLIENT)
+        self._deflate_offer = compression
+        self._deflate = (
+            PerMessageDeflate(
+                client_no_context_takeover=compression.client_no_context_takeover,
+                client_max_window_bits=compression.client_max_window_bits,
+                server_no_context_takeover=compression.server_no_context_takeover,
+                server_max_window_bits=compression.server_max_window_bits,
+            )
+            if compression is not None
+            else None
+        )
+        self.extension_names: tuple[str, ...] = (
+            ("permessage-deflate",) if compression is not None else ()
+        )
+        self.compressed = False
         self._target = target
         self._headers = list(headers)
         self._subprotocols = list(subprotocols)
@@ -377,18 +427,25 @@ class WsprotoEngine:
                 target=self._target.resource,
                 extra_headers=_header_bytes(self._headers),
                 subprotocols=self._subprotocols,
+                extensions=[self._deflate] if self._deflate is not None else [],
             )
         )
         self.key = request_key(data)
         return data
 
-    def accept(self, head: bytes, rest: bytes) -> list[Message]:
+    def accept(self, response: HandshakeResponse, head: bytes, rest: bytes) -> list[Message]:
+        answer = response.header("sec-websocket-extensions")
+        if answer and self._deflate_offer is not None:
+            negotiate(self._deflate_offer, answer)  # the same rules as the other engine
         ws = self._ws
         try:
             ws.receive_data(head + b"\r\n\r\n")
             events = list(ws.events())
         except WsprotoError as exc:
             raise ProtocolError(f"invalid handshake response: {exc}") from exc
+        for event in events:
+            if isinstance(event, AcceptConnection):
+                self.compressed = bool(event.extensions)
         if not any(isinstance(event, AcceptConnection) for event in events):
             # check_upgrade() passed it: wsproto refused it for a reason of its own
             rejected = any(isinstance(event, RejectConnection) for event in events)
@@ -400,6 +457,16 @@ class WsprotoEngine:
     def receive(self, data: bytes) -> list[Message]:
         if self._ended:
             return []
+        if self.compressed and len(data) > INFLATE_SLICE:
+            # wsproto inflates each piece it is given whole: in slices, a
+            # deflate bomb inflates at most ~1,000 x a slice past the size limit
+            out: list[Message] = []
+            for start in range(0, len(data), INFLATE_SLICE):
+                self._ws.receive_data(data[start : start + INFLATE_SLICE])
+                out += self._events()
+                if self._ended:
+                    break
+            return out
         self._ws.receive_data(data)
         return self._events()
 

@@ -283,6 +283,7 @@ class Run:
                 )
                 counters = shared.counters
                 counters.subprotocol = dialed.subprotocol
+                counters.compressed = dialed.compressed
                 if dialed.target is not None and dialed.target is not target:
                     self.url = dialed.target.url  # where a redirect led
                 connected_at = trio.current_time()

@@ -16,6 +16,7 @@ import trio
 
 from ._backoff import Backoff
 from ._classify import Classifier, Classify
+from ._compression import Deflate
 from ._dial import TRANSPORTS, DialOptions, OpenStream, tcp_opener
 from ._errors import InvalidURLError, OutboxFullError, SocketClosedError, UndeliveredError
 from ._events import Message
@@ -137,6 +138,10 @@ class ClientSocket:
             (``ws://user:pass@host/``) are sent as ``Authorization: Basic``.
         subprotocols: subprotocols to offer, in order of preference; the one
             the server chooses is on ``Connected`` and in ``statistics()``.
+        compression: permessage-deflate as offered to the server
+            (``Deflate()``, the default, tuned for many idle connections), or
+            None for no compression. The server decides whether it is used
+            (``statistics().compressed``). Not on the trio-websocket transport.
         outbox_size: messages ``send()`` may queue while not connected; default 1000.
         overflow: what ``send()`` does when the outbox is full: ``"wait"``
             (default), ``"raise"`` ``OutboxFullError``, or ``"drop-oldest"``
@@ -177,6 +182,7 @@ class ClientSocket:
         ssl_context: ssl.SSLContext | None = None,
         headers: HeadersSource | None = None,
         subprotocols: Sequence[str] = (),
+        compression: Deflate | None = Deflate(),  # noqa: B008 - frozen, shared safely
         outbox_size: int = 1000,
         overflow: Overflow = "wait",
         event_buffer: int = 256,
@@ -217,6 +223,8 @@ class ClientSocket:
             for p in subprotocols
         ):
             raise ValueError("subprotocols must be a sequence of tokens (str without , or spaces)")
+        if compression is not None and not isinstance(compression, Deflate):
+            raise TypeError("compression must be a Deflate or None")
         if connect_limiter is not None and not isinstance(connect_limiter, trio.CapacityLimiter):
             raise TypeError("connect_limiter must be a trio.CapacityLimiter")
         self._url = url
@@ -234,6 +242,7 @@ class ClientSocket:
                 max_size=max_message_size,
                 open_stream=open_stream if open_stream is not None else tcp_opener(ssl_context),
                 subprotocols=tuple(subprotocols),
+                compression=compression,
             ),
             headers=headers,
             visible_keys=self._visible_keys,
@@ -569,6 +578,7 @@ class ClientSocket:
             bytes_received=bytes_in,
             outbox_depth=len(self._outbox),
             subprotocol=c.subprotocol,
+            compressed=c.compressed,
             last_error=c.last_error,
             last_rtt=rtt,
         )

@@ -47,6 +47,8 @@ class SocketStatistics:
     """Messages waiting in the outbox (the one being written included)."""
     subprotocol: str | None = None
     """The subprotocol of the current (or last) connection, if one was chosen."""
+    compressed: bool = False
+    """permessage-deflate is used on the current (or last) connection."""
     last_error: BaseException | None = attrs.field(default=None, eq=False)
     """The error of the last ``ConnectionFailed``."""
     last_rtt: float | None = None
@@ -68,3 +70,4 @@ class Counters:
     last_error: BaseException | None = None
     last_rtt: float | None = None
     subprotocol: str | None = None
+    compressed: bool = False

@@ -42,6 +42,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import ProtocolError
 
 from ._events import Message
@@ -192,6 +193,8 @@ class MockServer:
         offer that is among them."""
         self.accept_headers: list[tuple[str, str]] = []
         """Extra headers of the server's 101 answer (a ``Set-Cookie``, say)."""
+        self.compression = False
+        """Accept permessage-deflate when the client offers it."""
         self.up = True
         self._faults: deque[_Fault] = deque()
         self._stalled = False
@@ -443,6 +446,7 @@ class MockServer:
             ws.send(
                 AcceptConnection(
                     subprotocol=chosen,
+                    extensions=[PerMessageDeflate()] if self.compression else [],
                     extra_headers=[(k.encode(), v.encode()) for k, v in self.accept_headers],
                 )
             )

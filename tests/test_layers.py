@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
     {"_socket"},
     {"_loop"},
     {"_session", "_dial"},
+    {"_proxy"},
     {"_link"},
     {"_engine"},
     {"_queues", "_stats"},

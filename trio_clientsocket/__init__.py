@@ -25,6 +25,7 @@ from ._errors import InvalidURLError as InvalidURLError
 from ._errors import KeepaliveTimeout as KeepaliveTimeout
 from ._errors import OutboxFullError as OutboxFullError
 from ._errors import ProtocolError as ProtocolError
+from ._errors import ProxyRejected as ProxyRejected
 from ._errors import SocketClosedError as SocketClosedError
 from ._errors import TransportError as TransportError
 from ._errors import UndeliveredError as UndeliveredError
@@ -74,6 +75,7 @@ __all__ = [
     "NotificationInfo",
     "OutboxFullError",
     "ProtocolError",
+    "ProxyRejected",
     "Skipped",
     "SocketClosedError",
     "SocketEvent",

@@ -8,7 +8,13 @@ from collections.abc import Callable, Iterable
 import attrs
 import trio
 
-from ._errors import ConnectionLost, HandshakeRejected, InvalidURLError, TransportError
+from ._errors import (
+    ConnectionLost,
+    HandshakeRejected,
+    InvalidURLError,
+    ProxyRejected,
+    TransportError,
+)
 
 __all__ = ["Classifier", "Classify"]
 
@@ -16,6 +22,7 @@ Classify = Callable[[BaseException], bool]
 """The ``classify`` option: True when the failure is transient (retry), False when fatal."""
 
 _TRANSIENT_HTTP = frozenset({408, 429})
+_TRANSIENT_SOCKS = frozenset({1, 3, 4, 5, 6})  # failure, unreachable, refused, TTL
 
 
 def _codes(value: Iterable[int]) -> frozenset[int]:
@@ -35,6 +42,8 @@ class Classifier:
     ProtocolError (garbage, invalid frames)          yes
     EOF or reset during TLS or the handshake         yes
     HTTP 5xx, 408, 429 in the handshake              yes
+    proxy: 5xx, 408, 429, SOCKS5 unreachable/refused  yes
+    proxy: 407 (credentials), other refusals         no
     connection lost, server close frame              yes
     server close with a code in ``fatal_close_codes``  no
     other HTTP status (401, 403, 404, 3xx...)        no
@@ -63,6 +72,10 @@ class Classifier:
 
     def __call__(self, error: BaseException) -> bool:
         if isinstance(error, HandshakeRejected):
+            return error.status_code >= 500 or error.status_code in _TRANSIENT_HTTP
+        if isinstance(error, ProxyRejected):
+            if error.status_code is None:
+                return error.socks_reply in _TRANSIENT_SOCKS
             return error.status_code >= 500 or error.status_code in _TRANSIENT_HTTP
         if isinstance(error, ConnectionLost):
             return not (error.by_server and error.code in self.fatal_close_codes)

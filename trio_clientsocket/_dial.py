@@ -22,6 +22,7 @@ from ._errors import ConnectionLost, HandshakeRejected, ProtocolError
 from ._events import Message
 from ._handshake import HandshakeResponse, HeadReader, check_upgrade
 from ._link import READ, CountingStream, Link, TrioWebsocketLink, WireLink
+from ._proxy import Proxy, ProxyOption, choose_proxy, http_tunnel, socks5_tunnel
 from ._url import Target, parse_url, redirect_url
 
 __all__ = ["TRANSPORTS", "DialOptions", "Dialed", "OpenStream", "dial", "tcp_opener"]
@@ -33,24 +34,52 @@ OpenStream = Callable[[str], Awaitable[trio.abc.Stream]]
 TRANSPORTS = ("websockets", "wsproto", "trio-websocket")
 
 
-def tcp_opener(ssl_context: ssl.SSLContext | None) -> OpenStream:
-    """The default ``open_stream``: TCP, plus TLS for ``wss://`` verified against
+def tcp_opener(
+    ssl_context: ssl.SSLContext | None,
+    proxy: ProxyOption = None,
+    user_agent: str | None = None,
+) -> OpenStream:
+    """The default ``open_stream``: TCP, through a proxy if one applies
+    (``_proxy.choose_proxy``), plus TLS for ``wss://`` verified against
     ``ssl_context`` (default: the system trust store, host name checked). The
     TLS handshake is done here, so that a certificate failure is raised at
     once instead of looking like a timeout."""
 
     async def open_stream(url: str) -> trio.abc.Stream:
         target = parse_url(url)
-        tcp = await trio.open_tcp_stream(target.host, target.port)
+        via = choose_proxy(target, proxy)
+        if via is None:
+            stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
+        else:
+            stream = await _tunnel(target, via, user_agent)
         if not target.secure:
-            return tcp
-        return await _start_tls(tcp, target, ssl_context)
+            return stream
+        return await _start_tls(stream, target, ssl_context)
 
     return open_stream
 
 
+async def _tunnel(target: Target, proxy: Proxy, user_agent: str | None) -> trio.abc.Stream:
+    """A stream to ``target`` through ``proxy``."""
+    stream: trio.abc.Stream = await trio.open_tcp_stream(proxy.host, proxy.port)
+    try:
+        if proxy.scheme == "https":
+            stream = await _start_tls(stream, proxy, None)
+        if proxy.scheme in ("http", "https"):
+            await http_tunnel(stream, target, proxy, user_agent)
+        else:
+            await socks5_tunnel(stream, target, proxy)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        await trio.aclose_forcefully(stream)
+        raise ConnectionLost(1006, f"connection to the proxy {proxy.shown} lost") from exc
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return stream
+
+
 async def _start_tls(
-    tcp: trio.SocketStream, target: Target, context: ssl.SSLContext | None
+    tcp: trio.abc.Stream, target: Target | Proxy, context: ssl.SSLContext | None
 ) -> trio.abc.Stream:
     tls = trio.SSLStream(
         tcp,

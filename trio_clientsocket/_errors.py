@@ -9,6 +9,7 @@
     ├── InvalidURLError         (also a ValueError) a URL that is not ws:// or wss://, or malformed
     └── TransportError         reported in ConnectionFailed.error, never raised by the API
         ├── HandshakeRejected   the server answered the handshake with an HTTP status
+        ├── ProxyRejected       the proxy refused the tunnel (407: credentials)
         ├── ConnectTimeout      TCP + TLS + handshake took longer than connect_timeout
         ├── KeepaliveTimeout    no pong (and no other frame) within ping_timeout
         ├── ConnectionLost      the server closed the connection, or it dropped
@@ -32,6 +33,7 @@ __all__ = [
     "KeepaliveTimeout",
     "OutboxFullError",
     "ProtocolError",
+    "ProxyRejected",
     "SocketClosedError",
     "TransportError",
     "UndeliveredError",
@@ -125,6 +127,42 @@ class HandshakeRejected(TransportError):
         self.status_code = status_code
         self.body = body
         self.headers = headers
+
+
+class ProxyRejected(TransportError):
+    """The proxy refused to open the tunnel to the server: an HTTP status other
+    than 2xx to ``CONNECT`` (407: the proxy wants credentials, or refused
+    them), or a SOCKS5 failure.
+
+    Attributes:
+        proxy: the proxy's URL, password hidden.
+        status_code: the HTTP status (407 also for SOCKS5 credentials refused),
+            or None for another SOCKS5 failure.
+        socks_reply: the SOCKS5 reply code, if it was one.
+
+    Examples:
+        >>> str(ProxyRejected("http://p:3128", 407))
+        'the proxy http://p:3128 refused the tunnel: HTTP 407 (proxy authentication required)'
+    """
+
+    def __init__(
+        self,
+        proxy: str,
+        status_code: int | None,
+        *,
+        socks_reply: int | None = None,
+        detail: str = "",
+    ) -> None:
+        if status_code == 407 and not detail:
+            detail = "proxy authentication required"
+        if status_code is not None:
+            what = f"HTTP {status_code}" + (f" ({detail})" if detail else "")
+        else:
+            what = f"SOCKS5 reply {socks_reply}" + (f" ({detail})" if detail else "")
+        super().__init__(f"the proxy {proxy} refused the tunnel: {what}")
+        self.proxy = proxy
+        self.status_code = status_code
+        self.socks_reply = socks_reply
 
 
 class ConnectTimeout(TransportError):

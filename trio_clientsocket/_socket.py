@@ -20,7 +20,8 @@ from ._compression import Deflate
 from ._dial import TRANSPORTS, DialOptions, OpenStream, tcp_opener
 from ._errors import InvalidURLError, OutboxFullError, SocketClosedError, UndeliveredError
 from ._events import Message
-from ._loop import Config, HeadersSource, Run, Shared, UrlSource, header_pairs
+from ._loop import USER_AGENT, Config, HeadersSource, Run, Shared, UrlSource, header_pairs
+from ._proxy import ProxyOption, parse_proxy
 from ._queues import EventStream, Mutex, Outbox
 from ._state import Status, Trigger
 from ._stats import SocketStatistics
@@ -138,6 +139,12 @@ class ClientSocket:
             (``ws://user:pass@host/``) are sent as ``Authorization: Basic``.
         subprotocols: subprotocols to offer, in order of preference; the one
             the server chooses is on ``Connected`` and in ``statistics()``.
+        proxy: the proxy to go through: True (the default) takes it from the
+            environment (``https_proxy`` for ``wss://``, ``http_proxy`` for
+            ``ws://``, else ``all_proxy``, none for hosts in ``no_proxy``), a
+            URL names one (``http://user:pass@host:3128``, ``https://...``,
+            ``socks5://...`` or ``socks5h://...``), None goes direct. Not used
+            with ``open_stream``.
         compression: permessage-deflate as offered to the server
             (``Deflate()``, the default, tuned for many idle connections), or
             None for no compression. The server decides whether it is used
@@ -183,6 +190,7 @@ class ClientSocket:
         headers: HeadersSource | None = None,
         subprotocols: Sequence[str] = (),
         compression: Deflate | None = Deflate(),  # noqa: B008 - frozen, shared safely
+        proxy: ProxyOption = True,
         outbox_size: int = 1000,
         overflow: Overflow = "wait",
         event_buffer: int = 256,
@@ -225,6 +233,10 @@ class ClientSocket:
             raise ValueError("subprotocols must be a sequence of tokens (str without , or spaces)")
         if compression is not None and not isinstance(compression, Deflate):
             raise TypeError("compression must be a Deflate or None")
+        if isinstance(proxy, str):
+            parse_proxy(proxy)
+        elif proxy not in (True, False, None):
+            raise TypeError("proxy must be a proxy URL, True (from the environment) or None")
         if connect_limiter is not None and not isinstance(connect_limiter, trio.CapacityLimiter):
             raise TypeError("connect_limiter must be a trio.CapacityLimiter")
         self._url = url
@@ -240,7 +252,11 @@ class ClientSocket:
             dial=DialOptions(
                 transport=transport,
                 max_size=max_message_size,
-                open_stream=open_stream if open_stream is not None else tcp_opener(ssl_context),
+                open_stream=(
+                    open_stream
+                    if open_stream is not None
+                    else tcp_opener(ssl_context, proxy, USER_AGENT)
+                ),
                 subprotocols=tuple(subprotocols),
                 compression=compression,
             ),

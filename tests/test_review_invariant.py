@@ -243,6 +243,9 @@ async def story(seed: int, server: MockServer) -> tuple[Ledger, list[RecordingSt
                     both.start_soon(reopen, rng.choice((0.0, 0.01, 1.0)))
                     if rng.random() < 0.3:
                         both.start_soon(bounded, rng.choice((0.0, 0.01, 1.0)), sock.close)
+        # Its last action may have stalled the server: resume it, or senders
+        # waiting for room in the outbox would wait for ever.
+        server.resume()
         if not sock.is_open:
             await reopen(10)
 

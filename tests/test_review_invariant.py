@@ -192,7 +192,19 @@ async def story(seed: int, server: MockServer) -> tuple[Ledger, list[RecordingSt
             elif rng.random() < 0.3:
                 await trio.sleep(rng.choice((0.001, 0.01, 0.1)))
 
+    wake = trio.Event()  # set when the socket is opened again, or the block is left
+    left = False
+
     async def reader(sock: ClientSocket) -> None:
+        nonlocal wake
+        while True:
+            await read_until_closed(sock)
+            if left:
+                return
+            await wake.wait()  # iteration ended with the socket closed: until it opens
+            wake = trio.Event()
+
+    async def read_until_closed(sock: ClientSocket) -> None:
         async for event in sock.events():
             if isinstance(event, Undelivered):
                 ledger.reported += event.count
@@ -214,6 +226,7 @@ async def story(seed: int, server: MockServer) -> tuple[Ledger, list[RecordingSt
         finally:
             ledger.opening -= 1
             ledger.epoch += 1
+            wake.set()
 
     async def chaos(sock: ClientSocket) -> None:
         for _ in range(ACTIONS):
@@ -271,8 +284,7 @@ async def story(seed: int, server: MockServer) -> tuple[Ledger, list[RecordingSt
                     ledger.confirmed.append(covered)
         server.resume()
 
-    async with trio.open_nursery() as outer:
-        outer.start_soon(reader, sock)  # until the stream ends, when the block is left
+    async def run_socket() -> None:
         async with sock:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(sender, 0, sock)
@@ -282,6 +294,14 @@ async def story(seed: int, server: MockServer) -> tuple[Ledger, list[RecordingSt
             server.resume()
             with trio.move_on_after(5):
                 await sock.close()
+
+    async with trio.open_nursery() as outer:
+        outer.start_soon(reader, sock)  # until the stream ends, when the block is left
+        try:
+            await run_socket()
+        finally:
+            left = True
+            wake.set()
     ledger.stats = sock.statistics()  # the reader has read every event
     return ledger, streams
 

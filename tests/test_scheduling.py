@@ -12,7 +12,7 @@ from trio_clientsocket._queues import SCHEDULE_EVERY, Mutex
 
 def stream_with(count: int) -> EventStream:
     stream = EventStream(1000, 2**20, 10)
-    assert stream.put_messages([str(i) for i in range(count)]) == count
+    assert stream._put_messages([str(i) for i in range(count)]) == count
     return stream
 
 
@@ -67,7 +67,7 @@ async def test_a_waiting_receive_is_woken_without_a_second_pass() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader)
         await trio.testing.wait_all_tasks_blocked()
-        stream.put_messages(["hello"])
+        stream._put_messages(["hello"])
         await trio.testing.wait_all_tasks_blocked()
         assert [e.message for e in got if isinstance(e, MessageReceived)] == ["hello"]
 

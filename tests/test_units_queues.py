@@ -47,18 +47,18 @@ def gave_up() -> ConnectionFailed:
 
 def test_events_come_out_in_order_then_would_block_then_end() -> None:
     events = stream()
-    events.put_report(Connected(url="ws://h/"))
-    assert events.put_messages(["a"]) == 1
-    events.put_report(Closed(url="ws://h/"))
+    events._put_report(Connected(url="ws://h/"))
+    assert events._put_messages(["a"]) == 1
+    events._put_report(Closed(url="ws://h/"))
     assert len(events) == 3
     assert read_all(events) == [
         Connected(url="ws://h/"),
         MessageReceived("a"),
         Closed(url="ws://h/"),
     ]
-    assert not events.closed
-    events.close()
-    assert events.closed
+    assert not events._is_closed
+    events._close()
+    assert events._is_closed
     with pytest.raises(trio.EndOfChannel):
         events.receive_nowait()
 
@@ -66,10 +66,10 @@ def test_events_come_out_in_order_then_would_block_then_end() -> None:
 def test_a_full_buffer_takes_messages_up_to_its_count() -> None:
     events = stream(bound=2)
     batch: list[str | bytes] = ["a", "b", "c"]
-    assert events.put_messages(batch) == 2  # the index of the first one not taken
-    assert events.put_messages(batch, 2) == 2
+    assert events._put_messages(batch) == 2  # the index of the first one not taken
+    assert events._put_messages(batch, 2) == 2
     assert read_all(events) == [MessageReceived("a"), MessageReceived("b")]
-    assert events.put_messages(batch, 2) == 3
+    assert events._put_messages(batch, 2) == 3
     assert read_all(events) == [MessageReceived("c")]
 
 
@@ -77,17 +77,17 @@ def test_a_full_buffer_takes_messages_up_to_its_bytes() -> None:
     """Non-ASCII text counts four bytes a character; the message that crosses
     the bound is still taken (the bound is checked before each one)."""
     events = stream(bound=100, byte_bound=5)
-    assert events.put_messages(["é", b"xyz", "d"]) == 2  # 4, then 7: over
+    assert events._put_messages(["é", b"xyz", "d"]) == 2  # 4, then 7: over
     assert len(events) == 2
     assert read_all(events) == [MessageReceived("é"), MessageReceived(b"xyz")]
-    assert events.put_messages(["d"]) == 1
+    assert events._put_messages(["d"]) == 1
 
 
 def test_putting_from_an_index_skips_what_was_taken_before() -> None:
     events = stream()
-    assert events.put_messages(["x", "y", "z"], 1) == 3
+    assert events._put_messages(["x", "y", "z"], 1) == 3
     assert read_all(events) == [MessageReceived("y"), MessageReceived("z")]
-    assert events.put_messages(["x"], 1) == 1  # nothing left to take
+    assert events._put_messages(["x"], 1) == 1  # nothing left to take
     assert len(events) == 0
 
 
@@ -95,22 +95,22 @@ def test_messages_wait_behind_reports_kept_while_the_buffer_was_full() -> None:
     """A report that came while the buffer was full is in the reserve: a message
     may not overtake it, even once a slot frees up."""
     events = stream(bound=1)
-    assert events.put_messages(["a"]) == 1
-    events.put_report(gave_up())
+    assert events._put_messages(["a"]) == 1
+    events._put_report(gave_up())
     assert events.receive_nowait() == MessageReceived("a")
-    assert events.put_messages(["b"]) == 0
+    assert events._put_messages(["b"]) == 0
     assert len(events) == 1
     assert events.receive_nowait() == gave_up()
-    assert events.put_messages(["b"]) == 1
+    assert events._put_messages(["b"]) == 1
 
 
 async def test_a_waiting_producer_is_woken_below_half_the_buffer() -> None:
     events = stream(bound=4)
-    assert events.put_messages(list("abcd")) == 4
+    assert events._put_messages(list("abcd")) == 4
     woken = trio.Event()
 
     async def producer() -> None:
-        await events.wait_room()
+        await events._wait_room()
         woken.set()
 
     async with trio.open_nursery() as nursery:
@@ -127,11 +127,11 @@ async def test_a_waiting_producer_is_woken_below_half_the_buffer() -> None:
 
 async def test_close_wakes_a_producer_waiting_for_room() -> None:
     events = stream(bound=1)
-    assert events.put_messages(["a"]) == 1
+    assert events._put_messages(["a"]) == 1
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(events.wait_room)
+        nursery.start_soon(events._wait_room)
         await trio.testing.wait_all_tasks_blocked()
-        events.close()
+        events._close()
     # the buffered event is still read before the end
     assert events.receive_nowait() == MessageReceived("a")
     with pytest.raises(trio.EndOfChannel):
@@ -149,11 +149,11 @@ async def test_receive_waits_for_the_next_event_and_ends_with_the_stream() -> No
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader)
         await trio.testing.wait_all_tasks_blocked()
-        events.put_report(Connected(url="u"))
+        events._put_report(Connected(url="u"))
         await trio.testing.wait_all_tasks_blocked()
         assert got == [Connected(url="u")]
-        events.put_messages(["m"])
-        events.close()
+        events._put_messages(["m"])
+        events._close()
     assert got == [Connected(url="u"), MessageReceived("m")]
 
 
@@ -167,11 +167,11 @@ async def test_a_reader_woken_for_an_event_another_took_waits_for_the_next() -> 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader)
         await trio.testing.wait_all_tasks_blocked()
-        events.put_report(Connected(url="first"))  # wakes the reader...
+        events._put_report(Connected(url="first"))  # wakes the reader...
         assert events.receive_nowait() == Connected(url="first")  # ...but this takes it
         await trio.testing.wait_all_tasks_blocked()
         assert got == []
-        events.put_report(Connected(url="second"))
+        events._put_report(Connected(url="second"))
     assert got == [Connected(url="second")]
 
 
@@ -189,7 +189,7 @@ async def test_close_ends_a_waiting_reader() -> None:
         nursery.start_soon(reader)
         await trio.testing.wait_all_tasks_blocked()
         assert ended == []
-        events.close()
+        events._close()
     assert ended == [True]
 
 
@@ -198,9 +198,9 @@ def test_forced_messages_come_after_the_reports_that_waited_for_room() -> None:
     put all the same (``force``): past the bounds, and after the reports that
     were waiting in the reserve, so that the order of events is kept."""
     events = stream(bound=1, byte_bound=1)
-    assert events.put_messages(["a"]) == 1
-    events.put_report(gave_up())  # the buffer is full: into the reserve
-    assert events.put_messages(["b", "c", "d"], 1, force=True) == 3
+    assert events._put_messages(["a"]) == 1
+    events._put_report(gave_up())  # the buffer is full: into the reserve
+    assert events._put_messages(["b", "c", "d"], 1, force=True) == 3
     assert read_all(events) == [
         MessageReceived("a"),
         gave_up(),
@@ -214,24 +214,24 @@ def test_forced_messages_come_after_the_reports_that_waited_for_room() -> None:
 
 async def test_aclose_discards_what_is_buffered_and_everything_after() -> None:
     events = stream(bound=1)
-    events.put_messages(["a"])
-    events.put_report(gave_up())
-    events.put_undelivered(("x",), "closed")
+    events._put_messages(["a"])
+    events._put_report(gave_up())
+    events._put_undelivered(("x",), "closed")
     await events.aclose()
-    assert events.closed
+    assert events._is_closed
     assert len(events) == 0
     with pytest.raises(
         trio.ClosedResourceError, match=r"^the event stream was closed with aclose\(\)$"
     ):
         events.receive_nowait()
     # the socket carries on: nothing is kept, and nothing waits for room
-    assert events.put_messages(["b", "c"], 1) == 2  # taken: discarded
-    events.put_report(Closed(url=None))
-    events.put_undelivered(("y",), "closed")
+    assert events._put_messages(["b", "c"], 1) == 2  # taken: discarded
+    events._put_report(Closed(url=None))
+    events._put_undelivered(("y",), "closed")
     assert len(events) == 0
-    assert events.dropped == 0
+    assert events._dropped == 0
     with trio.fail_after(1):
-        await events.wait_room()  # does not wait
+        await events._wait_room()  # does not wait
     with pytest.raises(trio.ClosedResourceError):
         await events.receive()
 
@@ -255,11 +255,11 @@ async def test_aclose_wakes_a_waiting_reader_with_closed_resource_error() -> Non
 
 async def test_aclose_wakes_a_producer_waiting_for_room() -> None:
     events = stream(bound=1)
-    assert events.put_messages(["a", "b"]) == 1
+    assert events._put_messages(["a", "b"]) == 1
     woken = trio.Event()
 
     async def producer() -> None:
-        await events.wait_room()
+        await events._wait_room()
         woken.set()
 
     async with trio.open_nursery() as nursery:
@@ -277,12 +277,12 @@ def test_the_reserve_drops_a_connected_before_older_reports() -> None:
     """bound=1: a reserve of 8. The 9th report drops the oldest droppable one (a
     Connected, though a Closed is older), and Skipped comes before the rest."""
     events = stream(bound=1)
-    events.put_messages(["m"])
-    events.put_report(Closed(url="old"))
-    events.put_report(Connected(url="c"))
+    events._put_messages(["m"])
+    events._put_report(Closed(url="old"))
+    events._put_report(Connected(url="c"))
     for _ in range(7):
-        events.put_report(gave_up())
-    assert events.dropped == 1
+        events._put_report(gave_up())
+    assert events._dropped == 1
     assert read_all(events) == [
         MessageReceived("m"),
         Skipped(count=1, undelivered=0),
@@ -293,22 +293,22 @@ def test_the_reserve_drops_a_connected_before_older_reports() -> None:
 
 def test_the_reserve_drops_a_retried_failure_before_one_that_gave_up() -> None:
     events = stream(bound=1)
-    events.put_messages(["m"])
-    events.put_report(gave_up())
+    events._put_messages(["m"])
+    events._put_report(gave_up())
     retried = ConnectionFailed(error=LOST, retry_in=2.0)
-    events.put_report(retried)
+    events._put_report(retried)
     for _ in range(7):
-        events.put_report(Closed(url=None))
+        events._put_report(Closed(url=None))
     assert read_all(events)[1:3] == [Skipped(count=1), gave_up()]
 
 
 def test_without_droppable_reports_the_oldest_goes_and_its_messages_are_counted() -> None:
     events = stream(bound=1, hold=2)
-    events.put_messages(["m"])
-    events.put_undelivered(("a", "b", "c"), "closed")  # keeps 2 payloads, counts 3
+    events._put_messages(["m"])
+    events._put_undelivered(("a", "b", "c"), "closed")  # keeps 2 payloads, counts 3
     for _ in range(8):
-        events.put_report(gave_up())
-    assert events.dropped == 1
+        events._put_report(gave_up())
+    assert events._dropped == 1
     assert len(events) == 1 + 1 + 8  # message, Skipped, the reserve
     assert read_all(events) == [
         MessageReceived("m"),
@@ -316,28 +316,28 @@ def test_without_droppable_reports_the_oldest_goes_and_its_messages_are_counted(
         *[gave_up()] * 8,
     ]
     # the dropped report's payloads no longer count against the hold bound
-    events.put_undelivered(("x", "y"), "closed")
+    events._put_undelivered(("x", "y"), "closed")
     assert read_all(events) == [Undelivered(messages=("x", "y"), reason="closed")]
 
 
 def test_skipped_counts_every_drop_until_it_is_read() -> None:
     events = stream(bound=1)
-    events.put_messages(["m"])
+    events._put_messages(["m"])
     for _ in range(8 + 3):
-        events.put_report(Closed(url=None))
-    assert events.dropped == 3
+        events._put_report(Closed(url=None))
+    assert events._dropped == 3
     assert read_all(events)[:2] == [MessageReceived("m"), Skipped(count=3)]
-    events.put_report(Closed(url=None))
-    events.put_report(Closed(url=None))
+    events._put_report(Closed(url=None))
+    events._put_report(Closed(url=None))
     assert Skipped(count=3) not in read_all(events)
 
 
 def test_undelivered_reports_merge_by_reason_and_keep_at_most_hold_payloads() -> None:
     events = stream(bound=8, hold=3)
-    events.put_undelivered(("a", "b"), "closed")
-    events.put_undelivered(("c", "d"), "closed")  # merged: 3 kept, 4 counted
-    events.put_undelivered(("e",), "dropped")  # another reason: a new report
-    events.put_undelivered((), "dropped")  # nothing to report
+    events._put_undelivered(("a", "b"), "closed")
+    events._put_undelivered(("c", "d"), "closed")  # merged: 3 kept, 4 counted
+    events._put_undelivered(("e",), "dropped")  # another reason: a new report
+    events._put_undelivered((), "dropped")  # nothing to report
     assert read_all(events) == [
         Undelivered(messages=("a", "b", "c"), reason="closed", count=4),
         Undelivered(messages=(), reason="dropped", count=1),

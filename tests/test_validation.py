@@ -257,7 +257,7 @@ async def test_a_valid_message_on_a_socket_never_opened_is_refused_as_closed(
 ) -> None:
     """Validation comes first; then a socket that is not open refuses every message."""
     sock = ClientSocket()
-    with pytest.raises(SocketClosedError, match=r"^the socket is not open: "):
+    with pytest.raises(SocketClosedError, match=r"^enter the socket first: "):
         await sock.send(message)
     with pytest.raises(SocketClosedError):
         sock.send_nowait(message)

@@ -172,7 +172,7 @@ class Shared:
         if messages:
             self.counters.dropped += len(messages)
             log.warning("%d message(s) undelivered: %s", len(messages), reason)
-            self.events.put_undelivered(messages, reason)  # type: ignore[arg-type]
+            self.events._put_undelivered(messages, reason)  # type: ignore[arg-type]
 
 
 async def _resolve(value: object) -> object:
@@ -292,7 +292,7 @@ class Run:
                 self.connections += 1
                 shared.fire(Trigger.CONNECTED)
                 log.info("connected to %s", self.shown_url)
-                shared.events.put_report(
+                shared.events._put_report(
                     Connected(
                         url=self.shown_url or "",
                         subprotocol=dialed.subprotocol,
@@ -342,12 +342,13 @@ class Run:
         ):
             shared.fire(Trigger.GIVE_UP)
             self.closing = self.gave_up = True
-            shared.events.put_report(ConnectionFailed(error=error, retry_in=None))
+            shared.events._put_report(ConnectionFailed(error=error, retry_in=None))
             shared.report_undelivered(shared.outbox.drain("gave up"), "gave up")
+            shared.events._end_run()
             return False
         delay = backoff.delay(counters.failures)
         shared.fire(Trigger.LOST if was_connected else Trigger.FAILED)
-        shared.events.put_report(ConnectionFailed(error=error, retry_in=delay))
+        shared.events._put_report(ConnectionFailed(error=error, retry_in=delay))
         await trio.sleep(delay)
         shared.fire(Trigger.RETRY)
         return True

@@ -120,11 +120,15 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
     a ``trio.abc.ReceiveChannel`` of ``SocketEvent``.
 
     Read it with ``async for``, ``await stream.receive()`` or
-    ``stream.receive_nowait()``. It ends (``trio.EndOfChannel``, or the end of
-    the ``async for``) once the socket's ``async with`` block is left and every
-    buffered event has been read. Breaking out of ``async for`` and iterating
-    again resumes where it stopped. ``aclose()`` says the application will read
-    no more: what comes after is discarded.
+    ``stream.receive_nowait()``. Iteration ends (``trio.EndOfChannel``, or the
+    end of the ``async for``) once every buffered event has been read after
+    the socket closed: by ``close()``, by giving up (after its final
+    ``ConnectionFailed``), or by leaving the ``async with`` block. Until the
+    block is left this end is not final: after ``open()``, iterating again
+    reads the new connection's events. Before the first ``open()`` it waits.
+    Breaking out of ``async for`` and iterating again resumes where it
+    stopped. ``aclose()`` says the application will read no more: what comes
+    after is discarded.
 
     Received messages are buffered up to ``event_buffer`` events and
     ``buffer_bytes`` bytes; beyond that the socket stops reading the network
@@ -147,17 +151,18 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         "_bytes",
         "_closed",
         "_discard",
+        "_dropped",
         "_held",
         "_hold",
         "_items",
         "_late",
+        "_over",
         "_readers",
         "_ready",
         "_reserve",
         "_skipped",
         "_skipped_messages",
         "_writers",
-        "dropped",
     )
 
     def __init__(self, bound: int, byte_bound: int, hold: int) -> None:
@@ -172,19 +177,20 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         self._skipped = 0  # reports dropped from _late, not yet shown as Skipped
         self._skipped_messages = 0
         self._closed = False
+        self._over = False  # the socket closed or gave up: no event comes until open()
         self._ready = 0  # receive() calls since the last schedule point
         self._discard = False  # the application closed its end
         # where the application and the reader wait; created when first needed
         self._readers: trio.lowlevel.ParkingLot | None = None
         self._writers: trio.lowlevel.ParkingLot | None = None
-        self.dropped = 0
+        self._dropped = 0
         """Reports dropped (``Skipped``) over the stream's life."""
 
     def __len__(self) -> int:
         return len(self._items) + len(self._late) + (self._skipped > 0)
 
     @property
-    def closed(self) -> bool:
+    def _is_closed(self) -> bool:
         """The socket ended the stream, or the application closed its end."""
         return self._closed or self._discard
 
@@ -235,7 +241,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
                 if self._writers:
                     self._writers.unpark_all()
             return self._settle(item)
-        if self._closed:
+        if self._closed or self._over:
             raise trio.EndOfChannel
         raise trio.WouldBlock
 
@@ -300,7 +306,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             and not self._late
         )
 
-    def put_messages(self, messages: list[Message], start: int = 0, *, force: bool = False) -> int:
+    def _put_messages(self, messages: list[Message], start: int = 0, *, force: bool = False) -> int:
         """Append received messages from ``messages[start:]`` while the buffer
         has room (all of them with ``force``); the index of the first one not
         taken (``len(messages)`` when all were taken, or discarded because the
@@ -333,7 +339,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             self._readers.unpark()
         return index
 
-    async def wait_room(self) -> None:
+    async def _wait_room(self) -> None:
         """Wait until the buffer has room for messages again (below its low-water
         marks), or the stream is closed."""
         while not self._below_low_water() and not self._closed and not self._discard:
@@ -341,11 +347,11 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
                 self._writers = trio.lowlevel.ParkingLot()
             await self._writers.park()
 
-    def put_report(self, event: Connected | ConnectionFailed | Closed) -> None:
+    def _put_report(self, event: Connected | ConnectionFailed | Closed) -> None:
         """Append a connection report: never waits (see the class docstring)."""
         self._put(event)
 
-    def put_undelivered(
+    def _put_undelivered(
         self, messages: tuple[Message, ...] | list[Message], reason: UndeliveredReason
     ) -> None:
         """Report messages that will not be written, merged into the last event
@@ -400,9 +406,19 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
                 self._held -= len(item.messages)
                 self._skipped_messages += item.count
         self._skipped += 1
-        self.dropped += 1
+        self._dropped += 1
 
-    def close(self) -> None:
+    def _end_run(self) -> None:
+        """The socket closed or gave up: iteration ends once the buffered events
+        are read, until ``_reopen()``."""
+        self._over = True
+        if self._readers:
+            self._readers.unpark_all()
+
+    def _reopen(self) -> None:
+        self._over = False
+
+    def _close(self) -> None:
         """End the stream once the buffered events are read."""
         self._closed = True
         if self._readers:

@@ -104,7 +104,7 @@ class Session:
                     counters.received += len(batch)
                     # after close(), what arrives is not delivered
                     if not self.closing:
-                        taken = events.put_messages(batch)
+                        taken = events._put_messages(batch)
                         if taken < len(batch):
                             await self._pause(batch, taken)
                 batch = await link.read()
@@ -121,13 +121,13 @@ class Session:
         try:
             with trio.CancelScope() as self._pause_scope:
                 while taken < len(batch):
-                    await events.wait_room()
-                    if events.closed:
+                    await events._wait_room()
+                    if events._is_closed:
                         return
-                    taken = events.put_messages(batch, taken)
+                    taken = events._put_messages(batch, taken)
         finally:
             if taken < len(batch):
-                events.put_messages(batch, taken, force=True)
+                events._put_messages(batch, taken, force=True)
             self._pause_scope = None
             self.paused = False
             if self._resumed is not None:
@@ -229,7 +229,7 @@ class Session:
         lost = self.outbox.lose_inflight()
         if lost is not None:
             self.counters.dropped += 1
-            self.events.put_undelivered((lost,), "in flight")
+            self.events._put_undelivered((lost,), "in flight")
 
     def finish(self) -> None:
         """After the session's tasks have ended, however they ended (a nursery

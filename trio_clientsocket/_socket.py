@@ -280,6 +280,13 @@ class ClientSocket:
     # -- context management --------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            raise RuntimeError(
+                "ClientSocket needs Trio: run it under trio.run() (with anyio, use its "
+                "trio backend)"
+            ) from None
         if self._entered:
             raise RuntimeError("a ClientSocket can be entered only once")
         self._entered = True
@@ -294,7 +301,7 @@ class ClientSocket:
             try:
                 await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
             finally:
-                self._events.close()
+                self._events._close()
             raise
         return self
 
@@ -321,7 +328,7 @@ class ClientSocket:
                 # (or Cancelled) propagates as it is, never wrapped in a group.
                 await self._nursery_manager.__aexit__(None, None, None)
             finally:
-                self._events.close()
+                self._events._close()
         return None
 
     # -- public API ----------------------------------------------------------
@@ -375,8 +382,10 @@ class ClientSocket:
         as a ``trio.abc.ReceiveChannel`` of ``SocketEvent``.
 
         It is one stream for the life of the socket: breaking out of
-        ``async for`` and iterating again resumes where it stopped. It ends
-        when the ``async with`` block is left.
+        ``async for`` and iterating again resumes where it stopped. Iteration
+        ends once the socket is closed (``close()``, giving up, or leaving the
+        block) and its last events were read; after ``open()`` it can be
+        iterated again.
 
         Examples:
             >>> async def consume(sock):  # doctest: +SKIP
@@ -425,6 +434,7 @@ class ClientSocket:
                 return  # a close() came after this open(): it wins
             self._url = url
             self._outbox.lost = None  # wait_sent() counts losses from here
+            self._events._reopen()
             run = Run(url, self._config, self._shared)
             self._run = self._last = run
             self._shared.fire(Trigger.OPEN)
@@ -588,7 +598,7 @@ class ClientSocket:
             messages_sent=c.sent,
             messages_received=c.received,
             messages_dropped=c.dropped,
-            events_dropped=self._events.dropped,
+            events_dropped=self._events._dropped,
             events_buffered=len(self._events),
             bytes_sent=bytes_out,
             bytes_received=bytes_in,
@@ -612,8 +622,14 @@ class ClientSocket:
                 raise SocketClosedError(
                     "the socket's 'async with' block has exited: create a new ClientSocket"
                 )
+            if not self._entered:
+                raise SocketClosedError(
+                    "enter the socket first: 'async with ClientSocket(url) as sock:' "
+                    "connects to url on entry"
+                )
             raise SocketClosedError(
-                "the socket is not open: it was closed, gave up, or was never opened"
+                "the socket is not open: it was closed or gave up (open() opens it again), "
+                "or it was entered without a URL (pass one to open())"
             )
         outbox = self._outbox
         if outbox.full:
@@ -653,7 +669,8 @@ class ClientSocket:
         unsent = self._outbox.drain("closed")
         self._shared.report_undelivered(unsent, "closed")
         if not run.gave_up:
-            self._events.put_report(run.closed_event())
+            self._events._put_report(run.closed_event())
+        self._events._end_run()
         return unsent
 
     async def _abort(self) -> None:

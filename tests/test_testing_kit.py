@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from trio_clientsocket import (
@@ -16,6 +17,7 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import DEFAULT_URL, MockServer, ServerConnection, open_mock_server
 
+from .conftest import client_socket
 from .test_lifecycle import next_event_skip
 
 EXACT = Backoff(initial=1, factor=2, maximum=8, jitter=0)
@@ -177,3 +179,26 @@ async def test_default_url(mock_server: MockServer, autojump_clock: object) -> N
     async with mock_server.client() as sock:
         await sock.wait_connected()
         assert sock.url == DEFAULT_URL
+
+
+@pytest.mark.usefixtures("each_transport")
+async def test_a_close_at_the_instant_of_a_ping_is_recorded_cleanly(autojump_clock: object) -> None:
+    """The server closes at the same mock instant as the client's keepalive ping:
+    the kit must not answer the ping after its own close frame (wsproto refuses
+    it, and the error handler used to fire with close_code left None)."""
+    errors: list[str] = []
+
+    async def on_error(server: MockServer, connection: ServerConnection, message: str) -> None:
+        errors.append(message)
+
+    async with open_mock_server(error=on_error) as server:
+        async with client_socket(
+            DEFAULT_URL, open_stream=server.open_stream, ping_interval=20, ping_timeout=20
+        ) as sock:
+            await sock.wait_connected()
+            await trio.sleep(60)  # lands on a ping (every 20 s of silence)
+            await server.close_all(1001)
+            await server.wait_for(lambda: not server.connections[0].is_open)
+    assert errors == []
+    assert server.connections[0].close_code == 1001
+    assert type(server.connections[0].close_code) is int

@@ -164,6 +164,15 @@ class WireLink:
         engine = self._engine
         while True:
             if engine.ended:
+                if self._stash and not self.torn:
+                    # the close reply waited for a write: it goes before the end
+                    await self._acquire()
+                    try:
+                        await self._send_pending()
+                    except LinkEnded:
+                        pass
+                    finally:
+                        self._release()
                 raise LinkEnded
             try:
                 data = await self._stream.receive_some(READ)
@@ -235,14 +244,17 @@ class WireLink:
             self._release()
 
     async def _send_pending(self) -> None:
-        if self._stash:
-            data = b"".join(self._stash)
-            self._stash, self._stashed = [], 0
+        """Write what waits (the stash, and what the engine queued), until
+        nothing does: the reader may add to it while this writes."""
+        while True:
+            if self._stash:
+                data = b"".join(self._stash)
+                self._stash, self._stashed = [], 0
+            else:
+                data = self._engine.pending()
+                if not data:
+                    return
             await self._send(data)
-        data = self._engine.pending()
-        while data:
-            await self._send(data)
-            data = self._engine.pending()
 
     async def _send(self, data: bytes) -> None:
         """Hand ``data`` to the stream (gate held). Cancelled part-way: ``torn``."""

@@ -73,14 +73,24 @@ DEFAULT_URL = "ws://mock.test/app/gxwebsocket?test-client"
 
 @attrs.define(eq=False)
 class ServerConnection:
-    """One client connection as the server saw it: recorded for assertions."""
+    """One client connection as the server saw it: recorded for assertions.
+    The server creates them (``MockServer.connections``); ``send``, ``close``,
+    ``drop`` and ``send_raw`` act on the connection and must be awaited.
+
+    Examples:
+        >>> async def test_close_code(mock_server, autojump_clock):  # doctest: +SKIP
+        ...     async with mock_server.client() as sock:
+        ...         connection = await mock_server.wait_connections(1)
+        ...     assert connection.close_code == 1000
+    """
 
     path: str
-    """The request target, e.g. ``/app/gxwebsocket?abc``."""
+    """The request target, query included, e.g. ``/app/gxwebsocket?abc``."""
     client_id: str | None
     """The GeneXus client id: the raw query string (None when there is none)."""
     headers: dict[str, str]
-    """The handshake request headers, names in lower case."""
+    """The handshake request's own headers (not the WebSocket protocol's:
+    Upgrade, Sec-WebSocket-Key...), names in lower case."""
     opened_at: float
     """``trio.current_time()`` when the handshake completed."""
     received: list[Message] = attrs.field(factory=list)
@@ -88,12 +98,13 @@ class ServerConnection:
     pings: int = 0
     """Pings received from the client."""
     close_code: int | None = None
-    """The close code the client sent; None while open or if it never sent one."""
+    """The close code (an ``int``) of the client's close frame, or of its
+    answer to the server's; None while open, and after a drop (no close frame)."""
     closed_at: float | None = None
     """``trio.current_time()`` when the connection ended."""
-    _stream: trio.abc.Stream | None = attrs.field(default=None, repr=False)
-    _ws: WSConnection | None = attrs.field(default=None, repr=False)
-    _lock: trio.Lock = attrs.field(factory=trio.Lock, repr=False)
+    _stream: trio.abc.Stream | None = attrs.field(default=None, repr=False, init=False)
+    _ws: WSConnection | None = attrs.field(default=None, repr=False, init=False)
+    _lock: trio.Lock = attrs.field(factory=trio.Lock, repr=False, init=False)
 
     @property
     def is_open(self) -> bool:
@@ -157,11 +168,36 @@ class MockServer:
     ``notify(id, ...)``, and ``Notify`` (to the client of the current request)
     is ``connection.send(...)`` inside a handler.
 
-    Faults (each applies to the next connection attempts, in the order given):
-    ``refuse(n)``, ``reject(status, n)``, ``redirect(location, n)``,
-    ``accept_then_close(code, n)``, ``delay_handshake(seconds, n)``; and on live
-    connections: ``close_all``,
-    ``drop_all``, ``stall``/``resume``; and ``stop``/``start`` (a restart).
+    Faults (plain calls; each applies to the next connection attempts, in the
+    order given): ``refuse(n)``, ``reject(status, n)``, ``redirect(location,
+    n)``, ``accept_then_close(code, n)``, ``delay_handshake(seconds, n)``,
+    ``stall()``/``resume()``. Actions on live connections, to be awaited:
+    ``close_all()``, ``drop_all()``, ``stop()``/``start()``/``restart()``,
+    ``broadcast()``, ``notify()``.
+
+    A handler's ``info`` is the client's text wrapped as a GeneXus server
+    wraps it: ``info.message`` is the text, ``info.id`` and ``info.object`` are
+    empty (a client sends no envelope).
+
+    Attributes:
+        connections: every connection that completed the handshake, in order
+            (``ServerConnection``).
+        attempts: connection attempts seen, refused ones included.
+        rejected: the HTTP statuses answered to handshakes that were not
+            accepted (rejections and redirects).
+        subprotocols: the subprotocols it speaks (it picks the first of the
+            client's offer among them).
+        accept_headers: extra headers of its 101 answer.
+        compression: accept permessage-deflate when offered.
+        up: False between ``stop()`` and ``start()``.
+
+    Examples:
+        >>> async def test_refused_twice(autojump_clock):  # doctest: +SKIP
+        ...     async with open_mock_server() as server:
+        ...         server.refuse(2)
+        ...         async with server.client() as sock:
+        ...             await sock.wait_connected()
+        ...     assert server.attempts == 3
     """
 
     def __init__(
@@ -262,10 +298,12 @@ class MockServer:
 
     def stall(self) -> None:
         """Stop reading from every connection: no messages, no pongs, no close
-        replies (a frozen process), until ``resume()``."""
+        replies (a frozen process), until ``resume()``. New connections are
+        accepted at the TCP level but their handshakes wait too."""
         self._stalled = True
 
     def resume(self) -> None:
+        """Read again after ``stall()``: what waited is read now, in order."""
         self._stalled = False
         self._resumed.set()
         self._resumed = trio.Event()
@@ -295,6 +333,7 @@ class MockServer:
             await self.listen_tcp(self._tcp_host, self._tcp_port, ssl_context=self._tcp_ssl)
 
     async def restart(self) -> None:
+        """``stop()`` then ``start()``: every connection dropped, then accepting again."""
         await self.stop()
         await self.start()
 
@@ -458,9 +497,8 @@ class MockServer:
             client_id=query or None,
             headers={k.decode().lower(): v.decode() for k, v in request.extra_headers},
             opened_at=trio.current_time(),
-            stream=stream,
-            ws=ws,
         )
+        connection._stream, connection._ws = stream, ws
         self.connections.append(connection)
         self._changed.unpark_all()
         failure: Exception | None = None
@@ -514,9 +552,11 @@ class MockServer:
                 elif isinstance(event, Ping):
                     connection.pings += 1
                     async with connection._lock:
-                        await stream.send_all(ws.send(event.response()))
+                        # after its own close frame the server answers no ping
+                        if ws.state is ConnectionState.OPEN:
+                            await stream.send_all(ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
-                    connection.close_code = event.code
+                    connection.close_code = int(event.code)
                     if ws.state is ConnectionState.REMOTE_CLOSING:
                         async with connection._lock:
                             await stream.send_all(ws.send(event.response()))

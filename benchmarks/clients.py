@@ -105,9 +105,11 @@ class _Websockets:
 def websockets_opener(**options: Any) -> Opener:
     from websockets.trio.client import connect
 
+    options.setdefault("compression", None)
+
     @asynccontextmanager
     async def open_conn(url: str) -> AsyncIterator[Conn]:
-        async with connect(url, compression=None, proxy=None, **options) as ws:
+        async with connect(url, proxy=None, **options) as ws:
             yield _Websockets(ws)
 
     return open_conn
@@ -184,6 +186,8 @@ CLIENTS: dict[str, Callable[[], Opener]] = {
         transport="trio-websocket"
     ),
     "websockets.trio": lambda: websockets_opener(),
+    "ClientSocket (no compression offered)": lambda: clientsocket_opener(compression=None),
+    "websockets.trio (deflate)": lambda: websockets_opener(compression="deflate"),
     "picows (asyncio, Cython)": lambda: picows_opener(),
 }
 SLEEP: Callable[[float], Any] = trio.sleep

@@ -8,7 +8,9 @@ server spends almost nothing per message. Commands (one text message each):
 - ``echo``: echo every later message;
 - anything else: nothing (an idle connection).
 
-Run: ``python benchmarks/server.py PORT`` (prints ``ready PORT`` when listening).
+Run: ``python benchmarks/server.py PORT [--deflate]`` (prints ``ready PORT`` when
+listening). With ``--deflate`` it negotiates permessage-deflate (websockets'
+server defaults) and ``push`` sends compressed GeneXus notifications.
 """
 
 from __future__ import annotations
@@ -31,7 +33,22 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+DEFLATE = "--deflate" in sys.argv
+
+
+def notification(index: int, size: int) -> str:
+    """A GeneXus NotificationInfo of about ``size`` bytes: JSON, repetitive, as
+    real notifications are (what compression is for)."""
+    body = f'{{"Id": "{index}", "Object": "Chat", "Message": "'
+    return body + ("hello, world " * (size // 13 + 1))[: max(0, size - len(body) - 2)] + '"}'
+
+
 async def push(ws: ServerConnection, count: int, size: int) -> None:
+    if DEFLATE:  # compressed frames: through the protocol, one by one
+        for index in range(count):
+            await ws.send(notification(index, size))
+        await ws.send("end")
+        return
     frame = text_frame(b"x" * size)
     per_write = max(1, (1 << 20) // len(frame))  # about 1 MiB per write
     transport = ws.transport
@@ -69,7 +86,7 @@ async def main(port: int) -> None:
         handler,
         "127.0.0.1",
         port,
-        compression=None,
+        compression="deflate" if DEFLATE else None,
         max_size=None,
         max_queue=None,
         ping_interval=None,
@@ -81,4 +98,4 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 0))

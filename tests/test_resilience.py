@@ -300,3 +300,76 @@ async def test_connect_limiter_bounds_concurrent_attempts(
     # one handshake at a time, and the timeout counts from when the slot is had
     assert sorted(c.opened_at for c in server.connections) == [5.0, 10.0]
     assert first.statistics().attempts == second.statistics().attempts == 1
+
+
+class _HeldAfterMessage(WrappedStream):
+    """Holds the message frame until ``release``, then holds the next write
+    (the automatic pong that waited behind it) forever."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        super().__init__(inner)
+        self.armed = False
+        self.holding = trio.Event()
+        self.release = trio.Event()
+        self.stuck = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.armed:
+            if not self.release.is_set():
+                self.holding.set()
+                await self.release.wait()
+            else:
+                self.stuck.set()
+                await trio.sleep_forever()
+        await self.inner.send_all(data)
+
+
+@pytest.mark.parametrize("size", [5, 100_000], ids=["direct", "writer"])
+async def test_write_cancelled_after_its_frame_went_counts_the_message_sent(
+    server: MockServer, autojump_clock: object, each_transport: str, size: int
+) -> None:
+    if each_transport == "trio-websocket":
+        pytest.skip("trio-websocket writes its pongs itself, past our write gate")
+    # The frame went whole; the write was then cancelled while it flushed the
+    # pong that waited behind it. The message is sent: not resent, not reported.
+    message = "x" * size
+    streams: list[_HeldAfterMessage] = []
+
+    async def open_stream(url: str) -> trio.abc.Stream:
+        streams.append(_HeldAfterMessage(await server.open_stream(url)))
+        return streams[-1]
+
+    events: list[object] = []
+    async with client_socket(
+        "ws://app/x",
+        open_stream=open_stream,
+        reconnect=Backoff(jitter=0),
+        close_timeout=1,
+    ) as sock:
+        await sock.wait_connected()
+        connection = await server.wait_connections(1)
+        streams[0].armed = True
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sock.send, message)
+            await streams[0].holding.wait()
+            await connection.send_raw(b"\x89\x00")  # a ping: its pong waits for the gate
+            await trio.testing.wait_all_tasks_blocked()
+            streams[0].release.set()
+            await streams[0].stuck.wait()
+            if size < 100_000:
+                nursery.cancel_scope.cancel()  # cancels the send() writing it
+        await server.wait_for(lambda: server.received == [message])
+        if size < 100_000:
+            async for event in sock.events():
+                events.append(event)
+                if isinstance(event, Connected) and len(events) > 2:
+                    break
+            await sock.send("next")
+            await server.wait_for(lambda: len(server.received) == 2)
+        # else: close() gives up waiting and cancels the writer task
+    async for event in sock.events():  # what is left; ends as the socket closed
+        events.append(event)
+    assert not any(isinstance(e, Undelivered) for e in events)
+    assert server.received == [message] + (["next"] if size < 100_000 else [])
+    assert sock.statistics().messages_sent == 1 + (size < 100_000)
+    assert sock.statistics().messages_dropped == 0

@@ -60,6 +60,10 @@ class Link(Protocol):
     """A write was cut part-way through a frame: nothing more may be written."""
     torn_message: Message | None
     """The message whose frame was cut (None when it was another write, a ping)."""
+    messages_written: int
+    """Messages whose frame went out whole. A write cancelled after its frame
+    went, while it flushed other frames, still sent its message: the caller
+    compares this count before and after."""
 
     @property
     def bytes_in(self) -> int: ...
@@ -125,6 +129,7 @@ class WireLink:
         "_waiters",
         "bytes_in",
         "bytes_out",
+        "messages_written",
         "rtt",
         "rx_at",
         "torn",
@@ -149,6 +154,7 @@ class WireLink:
         self.rtt: float | None = None
         self.torn = False
         self.torn_message: Message | None = None
+        self.messages_written = 0
 
     @property
     def writable(self) -> bool:
@@ -293,6 +299,7 @@ class WireLink:
             except trio.Cancelled:
                 self.torn_message = message
                 raise
+            self.messages_written += 1
             await self._send_pending()
         finally:
             self._release()
@@ -575,6 +582,7 @@ class TrioWebsocketLink:
         self.rtt: float | None = None
         self.torn = False
         self.torn_message: Message | None = None
+        self.messages_written = 0
 
     @property
     def bytes_in(self) -> int:
@@ -630,6 +638,7 @@ class TrioWebsocketLink:
                 self.torn = True
                 self.torn_message = message
                 raise
+            self.messages_written += 1
 
     async def ping(self, payload: bytes) -> int:
         async with self._gate:

@@ -174,16 +174,16 @@ class Session:
         """Write ``message`` in the calling task (see ``can_send_now``)."""
         outbox = self.outbox
         outbox.take_direct(message)
+        written = self.link.messages_written
         try:
             await self.link.write(message)
         except LinkEnded as ended:
             self._lost_in_flight(ended)
         except trio.Cancelled:
-            if self.link.torn_message is message:
-                self._report_in_flight()
-                self._end(ConnectionLost(1006, "a send() was cancelled part-way through a frame"))
-            else:
+            if not self._settle_cancelled(message, written):
                 outbox.cancel_inflight()  # nothing written: not sent (send() raises)
+            if self.link.torn:  # this frame or the one after it was cut
+                self._end(ConnectionLost(1006, "a send() was cancelled part-way through a frame"))
             raise
         else:
             outbox.done()
@@ -197,21 +197,33 @@ class Session:
         try:
             while outbox.items and outbox.inflight is None and link.writable:
                 message = outbox.take()
+                written = link.messages_written
                 try:
                     await link.write(message)
                 except LinkEnded as ended:
                     self._lost_in_flight(ended)
                     return
-                except trio.Cancelled:
-                    if link.torn_message is message:
-                        self._report_in_flight()
-                    else:
+                except trio.Cancelled:  # the session is ending
+                    if not self._settle_cancelled(message, written):
                         outbox.requeue()  # not written: first on the next connection
                     raise
                 outbox.done()
                 self.counters.sent += 1
         finally:
             self.writing = False
+
+    def _settle_cancelled(self, message: Message, written: int) -> bool:
+        """A write of ``message`` was cancelled. Its frame went whole (the
+        write was flushing what waited behind it): it is sent. It was cut
+        part-way: it is reported. False: nothing of it was written."""
+        if self.link.messages_written != written:
+            self.outbox.done()
+            self.counters.sent += 1
+            return True
+        if self.link.torn_message is message:
+            self._report_in_flight()
+            return True
+        return False
 
     def _lost_in_flight(self, ended: LinkEnded) -> None:
         """A write found the link ended. If the stream broke during it, the

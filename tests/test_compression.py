@@ -4,6 +4,7 @@ it is inflated."""
 
 from __future__ import annotations
 
+import random
 import tracemalloc
 import zlib
 
@@ -151,3 +152,78 @@ async def test_a_deflate_bomb_is_refused_with_1009_before_it_is_inflated(
     assert server.connections[0].close_code == 1009
     # refused as it inflated past the limit: never anywhere near 256 MiB
     assert peak < 8 * limit
+
+
+async def test_an_incompressible_message_of_the_limit_is_received_and_one_more_byte_refused(
+    each_transport: str, autojump_clock: object
+) -> None:
+    # Deflate makes incompressible data a little larger on the wire: the limit
+    # is on the message, not on its compressed frame.
+    limit = 100_000
+    exact = random.Random(7).randbytes(limit)
+    over = exact + b"!"
+    async with open_mock_server() as server:
+        server.compression = True
+        async with socket_to(server, max_message_size=limit, ping_interval=None) as sock:
+            connection = await server.wait_connections(1)
+            await connection.send(exact)
+            assert await next_message(sock) == exact
+            await connection.send(over)
+            with trio.fail_after(60):
+                async for event in sock.events():
+                    assert not isinstance(event, MessageReceived)
+                    if isinstance(event, ConnectionFailed):
+                        break
+            compressed = sock.statistics().compressed
+    assert compressed == (each_transport != "trio-websocket")
+    assert isinstance(event.error, ConnectionLost)
+    assert event.error.code == 1009
+    assert server.connections[0].close_code == 1009
+
+
+def compressed_frames(message: str, fragments: int) -> bytes:
+    """A server's compressed text message in ``fragments`` frames (RSV1 on the
+    first), from a fresh compressor with the client's default window."""
+    compressor = zlib.compressobj(wbits=-12)
+    payload = compressor.compress(message.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    payload = payload[:-4]
+    step = -(-len(payload) // fragments)
+    out = b""
+    for i in range(fragments):
+        part = payload[i * step : (i + 1) * step]
+        first = 0x41 if i == 0 else 0x00  # RSV1 + text, then continuations
+        fin = 0x80 if i == fragments - 1 else 0
+        out += bytes([fin | first]) + length(len(part)) + part
+    return out
+
+
+def length(n: int) -> bytes:
+    """A server frame's payload length, in the fewest bytes (as RFC 6455 asks)."""
+    if n < 126:
+        return bytes([n])
+    if n < 2**16:
+        return bytes([126]) + n.to_bytes(2, "big")
+    return bytes([127]) + n.to_bytes(8, "big")
+
+
+@pytest.mark.parametrize("fragments", [1, 3])
+async def test_a_compressed_text_message_is_held_to_the_limit_once_inflated(
+    fragments: int, each_transport: str, autojump_clock: object
+) -> None:
+    if each_transport == "trio-websocket":
+        pytest.skip("trio-websocket offers no compression: a frame with RSV1 is invalid")
+    limit = 10_000
+    async with open_mock_server() as server:
+        server.compression = True
+        async with socket_to(server, max_message_size=limit, ping_interval=None) as sock:
+            connection = await server.wait_connections(1)
+            await connection.send_raw(compressed_frames("é" * (limit // 2), fragments))
+            assert await next_message(sock) == "é" * (limit // 2)  # limit bytes of UTF-8
+            await connection.send_raw(compressed_frames("a" * (limit + 1), fragments))
+            with trio.fail_after(60):
+                async for event in sock.events():
+                    assert not isinstance(event, MessageReceived)
+                    if isinstance(event, ConnectionFailed):
+                        break
+    assert isinstance(event.error, ConnectionLost)
+    assert event.error.code == 1009

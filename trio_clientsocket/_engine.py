@@ -79,6 +79,13 @@ def fragment_limit(max_size: int) -> int:
     return max(1024, max_size // 16)
 
 
+def deflate_slack(max_size: int) -> int:
+    """How much larger than ``max_size`` a compressed frame may be: deflate
+    makes incompressible data a little larger (stored blocks add 5 bytes in
+    a few hundred at worst, with a server's smallest memory level)."""
+    return max_size // 4 + 1024
+
+
 @attrs.frozen
 class Ending:
     """How a connection ended, as the engine saw it."""
@@ -186,6 +193,7 @@ class WebsocketsEngine:
     __slots__ = (
         "_assembly",
         "_deflate",
+        "_exact",
         "_headers",
         "_max_size",
         "_p",
@@ -214,12 +222,17 @@ class WebsocketsEngine:
         # Created OPEN: the handshake answer is read and checked by
         # ``_handshake`` for every engine (the protocol's own handshake parser
         # would also keep the answer's headers alive for the connection's life).
+        # websockets applies its limit to a compressed frame's payload too,
+        # which deflate makes a little larger than incompressible data: offering
+        # compression, the protocol gets room for that, and ``receive`` holds
+        # each message to the exact limit once inflated.
+        self._exact = compression is not None
         self._p = ClientProtocol(
             uri,
             extensions=[offer(self._deflate)] if self._deflate is not None else None,
             subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
             state=WS_OPEN,
-            max_size=max_size,
+            max_size=max_size + deflate_slack(max_size) if self._exact else max_size,
             logger=_QUIET,
         )
         self._max_size = max_size
@@ -253,6 +266,9 @@ class WebsocketsEngine:
             payload: bytes = frame.data  # type: ignore[assignment]  # bytes or bytearray
             if opcode is TEXT:
                 if frame.fin and self._assembly is None:
+                    if self._exact and len(payload) > self._max_size:
+                        self._fail(TOO_BIG, "a message exceeded max_message_size")
+                        break
                     try:
                         out.append(payload.decode())
                     except UnicodeDecodeError as exc:
@@ -264,6 +280,9 @@ class WebsocketsEngine:
                         break
             elif opcode is BINARY:
                 if frame.fin and self._assembly is None:
+                    if self._exact and len(payload) > self._max_size:
+                        self._fail(TOO_BIG, "a message exceeded max_message_size")
+                        break
                     out.append(bytes(payload))  # the parser may hand a bytearray
                 else:
                     self._assembly = _Assembly(text=False)
@@ -286,6 +305,11 @@ class WebsocketsEngine:
         if assembly.fragments > fragment_limit(self._max_size):
             self._fail(TOO_BIG, "a message had too many fragments")
             return False
+        if self._exact:
+            assembly.size += len(data)
+            if assembly.size > self._max_size:
+                self._fail(TOO_BIG, "a message exceeded max_message_size")
+                return False
         decoder = assembly.decoder
         if decoder is not None:
             try:

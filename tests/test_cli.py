@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -67,7 +68,8 @@ async def start_server(nursery: trio.Nursery, db: Path, port: int = 0) -> tuple[
 
 
 def chat_rows(db: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(db) as connection:
+    # closing(): a connection's own "with" only commits, and an unclosed one warns
+    with contextlib.closing(sqlite3.connect(db)) as connection:
         rows = connection.execute("SELECT ClientId, ChatMessage FROM Chat ORDER BY ChatId")
         return [(client, message) for client, message in rows]
 
@@ -96,11 +98,7 @@ async def test_serve_and_connect_survive_a_server_kill(tmp_path: Path) -> None:
             assert connected["url"] == f"ws://127.0.0.1:{port}/app/gxwebsocket?cli"
             await client.stdin.send_all(b"first\n")
             reply = await out.until(event="message")
-            assert json.loads(reply["message"]) == {
-                "Id": "cli",
-                "Object": "Chat",
-                "Message": "first",
-            }
+            assert reply["notification"] == {"Id": "cli", "Object": "Chat", "Message": "first"}
 
             server.kill()  # SIGKILL: no close frame, nothing
             await server.wait()
@@ -109,10 +107,7 @@ async def test_serve_and_connect_survive_a_server_kill(tmp_path: Path) -> None:
             await client.stdin.send_all("typed while down\nand this ünïcode\n".encode())
             server, _ = await start_server(nursery, db, port)
             await out.until(event="connected")
-            seen = [
-                json.loads((await out.until(event="message"))["message"])["Message"]
-                for _ in range(2)
-            ]
+            seen = [(await out.until(event="message"))["notification"]["Message"] for _ in range(2)]
             assert seen == ["typed while down", "and this ünïcode"]
 
             await client.stdin.aclose()  # end of input: close with 1000, exit 0

@@ -1,4 +1,5 @@
-"""Command line: ``python -m trio_clientsocket demo | connect URL | serve``."""
+"""Command line: ``trio-clientsocket demo | connect URL | serve`` (also
+``python -m trio_clientsocket ...``)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,25 @@ from collections.abc import Sequence
 
 import trio
 
-from ._cli import add_commands, run_command
+from ._cli import EXIT_INTERRUPTED, CliParser, add_commands, run_command
 from ._demo import run_demo
+from ._version import __version__
 
-__all__ = ["main"]
+__all__ = ["PROG", "build_parser", "main"]
+
+PROG = "trio-clientsocket"
+"""The program name of the installed script; ``python -m trio_clientsocket``
+shows that instead."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m trio_clientsocket`` and ``trio-clientsocket``.
-
-    Examples:
-        >>> main(["demo", "--quiet"])  # doctest: +SKIP
-        0
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m trio_clientsocket",
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The argument parser of the command line, showing ``prog`` as its name."""
+    parser = CliParser(
+        prog=prog,
         description="A reconnecting WebSocket client for Trio (GeneXus Client.Socket).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
         help="two clients chat through a local server that restarts mid-way",
@@ -35,12 +37,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--quiet", action="store_true", help="print only the verdict")
     add_commands(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """Entry point of ``trio-clientsocket`` and ``python -m trio_clientsocket``.
+
+    Examples:
+        >>> main(["demo", "--quiet"])  # doctest: +SKIP
+        0
+    """
+    args = build_parser(prog).parse_args(argv)
     if args.command == "demo":
-        ok = trio.run(run_demo, sys.stdout, args.quiet)
+        try:
+            ok = trio.run(run_demo, sys.stdout, args.quiet)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
         return 0 if ok else 1
     return run_command(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m trio_clientsocket"))

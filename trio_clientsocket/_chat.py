@@ -3,6 +3,10 @@
 The Chat transaction (id, message, date and time, plus the sender's client id)
 lives in SQLite; the Sender procedure saves every received message and
 broadcasts it to every connected client as a NotificationInfo.
+
+Stopping (``stop`` set) closes every client with 1001 (going away), as a web
+server going down does; a failure of the database closes them with 1011
+(internal error) and is then raised. Cancelling drops them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,12 @@ import trio
 from ._genexus import NotificationInfo
 from .testing import MockServer, ServerConnection, open_mock_server
 
-__all__ = ["ChatRow", "ChatStore", "serve_chat"]
+__all__ = ["GOING_AWAY", "INTERNAL_ERROR", "ChatRow", "ChatStore", "serve_chat"]
+
+GOING_AWAY = 1001
+"""The close code clients get when the server stops."""
+INTERNAL_ERROR = 1011
+"""The close code clients get when the chat database fails."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS Chat (
@@ -41,13 +50,20 @@ class ChatRow:
 
 class ChatStore:
     """The Chat table in a SQLite file (``":memory:"`` for none). Writes go
-    through a worker thread, one at a time, in the order they are awaited."""
+    through a worker thread, one at a time, in the order they are awaited.
+
+    Raises ``sqlite3.Error`` when the file cannot be opened or is not a SQLite
+    database (the connection is closed again)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute(_SCHEMA)
-        self._db.commit()
+        try:
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+        except BaseException:
+            self._db.close()
+            raise
         self._lock = trio.Lock()
 
     def close(self) -> None:
@@ -82,18 +98,53 @@ async def serve_chat(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
+    stop: trio.Event | None = None,
+    grace: float = 3.0,
     task_status: trio.TaskStatus[tuple[MockServer, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the chat server until cancelled; ``task_status.started((server, port))``."""
+    """Run the chat server; ``task_status.started((server, port))`` once it listens.
+
+    It runs until cancelled (clients are dropped), or until ``stop`` is set:
+    then every client is closed with 1001 (going away), and it returns once
+    they have answered, or after ``grace`` seconds. A client that completes
+    its handshake meanwhile is closed the same way. When saving a message
+    fails, ``stop`` is set, the clients are closed with 1011 (internal error)
+    and the ``sqlite3.Error`` is raised.
+
+    Raises:
+        OSError: it cannot listen on ``host``:``port`` (before it starts).
+        sqlite3.Error: saving a message failed.
+    """
+    stopping = stop if stop is not None else trio.Event()
+    failures: list[sqlite3.Error] = []
 
     async def sender(
         server: MockServer, connection: ServerConnection, info: NotificationInfo
     ) -> None:
         client_id = connection.client_id or ""
-        await store.save(client_id, info.message)
+        try:
+            await store.save(client_id, info.message)
+        except sqlite3.Error as exc:
+            failures.append(exc)
+            stopping.set()
+            return
         await server.broadcast(NotificationInfo(id=client_id, object="Chat", message=info.message))
 
-    async with open_mock_server(received=sender, endpoint="gxwebsocket") as server:
+    def farewell() -> tuple[int, str]:
+        if failures:
+            return INTERNAL_ERROR, "chat database error"
+        return GOING_AWAY, "server shutting down"
+
+    async def opened(server: MockServer, connection: ServerConnection) -> None:
+        if stopping.is_set():
+            await connection.close(*farewell())
+
+    async with open_mock_server(received=sender, opened=opened, endpoint="gxwebsocket") as server:
         bound = await server.listen_tcp(host, port)
         task_status.started((server, bound))
-        await trio.sleep_forever()
+        await stopping.wait()
+        with trio.move_on_after(grace):
+            await server.close_all(*farewell())
+            await server.wait_for(lambda: not server.open_connections)
+    if failures:
+        raise failures[0]

@@ -1,41 +1,160 @@
 """The command line: ``connect`` (an interactive client) and ``serve`` (a local
-GeneXus-compatible chat server). ``demo`` lives in ``_demo``."""
+GeneXus-compatible chat server). ``demo`` lives in ``_demo``.
+
+Every user error (a bad argument, a port in use, a database that cannot be
+opened, standard input that cannot be read) is one ``error: ...`` line on
+standard error and exit code 2, never a traceback.
+
+On a terminal (standard input and output both), ``connect`` reads lines with
+GNU readline in a worker thread: line editing, history and a ``> `` prompt,
+and events are printed above the line being typed, which is then redrawn.
+Anywhere else (a pipe, a file, ``TERM=dumb``) it reads standard input as it
+comes, with no prompt and no escape codes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import base64
 import contextlib
+import datetime
+import errno
+import ipaddress
 import json
+import math
 import os
+import re
 import signal
+import socket
+import sqlite3
 import ssl
 import sys
+import textwrap
+import threading
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from types import ModuleType
+from typing import Any, NoReturn, TextIO
 
 import trio
 
 from ._backoff import Backoff
 from ._chat import ChatStore, serve_chat
 from ._errors import SocketClosedError
-from ._events import Closed, Connected, ConnectionFailed, Event, MessageReceived, Undelivered
+from ._events import (
+    Closed,
+    Connected,
+    ConnectionFailed,
+    Event,
+    MessageReceived,
+    Skipped,
+    Undelivered,
+)
 from ._genexus import check_client_id, genexus_endpoint
 from ._socket import ClientSocket
 from ._url import redact_url
 
-__all__ = ["EXIT_FATAL", "EXIT_INTERRUPTED", "EXIT_USAGE", "add_commands", "run_command"]
+__all__ = [
+    "EXIT_FATAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "CliParser",
+    "add_commands",
+    "run_command",
+]
 
 EXIT_FATAL = 1
 """The socket gave up (a fatal failure or max attempts), or messages were left unsent."""
 EXIT_USAGE = 2
-"""Bad arguments: a malformed URL, header or option."""
+"""A bad argument (URL, header, option) or environment (port in use, database,
+unreadable input, closed output): one ``error:`` line on standard error."""
 EXIT_INTERRUPTED = 130
-"""Ctrl-C (SIGINT): the socket was closed cleanly first."""
+"""Ctrl-C (SIGINT): the socket was closed cleanly (1000) first, unsent messages reported."""
+EXIT_TERMINATED = 143
+"""SIGTERM: handled as Ctrl-C is (clean close, unsent messages reported), exit 128 + 15."""
+
+_EXIT_CODES = """\
+exit codes:
+  0    end of input: what was typed was sent, and the socket closed cleanly
+  1    the socket gave up (a fatal failure, --max-attempts), or messages were
+       left unsent
+  2    bad argument or environment (URL, option, header, unreadable input,
+       closed output)
+  130  Ctrl-C (SIGINT), 143 SIGTERM: either way the socket is closed cleanly
+       (code 1000) first, and messages that could not be sent are reported
+"""
 
 
 class UsageError(Exception):
-    """A bad argument, reported as ``error: ...`` with exit code 2."""
+    """A bad argument or environment, reported as ``error: ...`` with exit code 2."""
+
+
+class CliParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one ``error: ...`` line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see '{self.prog} --help')\n")
+
+
+# -- argument types: each rejects what the option cannot mean ------------------------
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text}")
+    return value
+
+
+def _seconds_or_zero(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text}")
+    return value
+
+
+def _attempts(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (0-65535)")
+    return value
+
+
+def _host(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be an address or a host name, not empty")
+    looks_numeric = all(c.isdigit() or c == "." for c in text) or ":" in text
+    if looks_numeric:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid IP address") from None
+    return text
 
 
 def add_commands(commands: Any) -> None:
@@ -43,13 +162,32 @@ def add_commands(commands: Any) -> None:
     connect = commands.add_parser(
         "connect",
         help="interactive client: stdin lines are sent, events are printed",
-        description="Connect to URL and stay connected (reconnecting as needed). Each line "
-        "of standard input is sent as a text message; events are printed as they arrive. "
-        "End of input or Ctrl-C closes cleanly (code 1000). URL may be ws(s)://... or the "
-        "http(s):// base URL of a GeneXus application (the gxwebsocket endpoint is built).",
+        description=textwrap.fill(
+            "Connect to URL and stay connected (reconnecting as needed). Each line of "
+            "standard input is sent as a text message; events are printed as they arrive. "
+            "End of input (Ctrl-D), Ctrl-C or SIGTERM closes cleanly (code 1000). On a "
+            "terminal, lines can be edited and recalled (Up arrow) at a '> ' prompt. URL "
+            "may be ws(s)://... or the http(s):// base URL of a GeneXus application (the "
+            "gxwebsocket endpoint is built). GeneXus notifications are shown as "
+            "'< [Object] Id: Message'.",
+            78,
+        ),
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     connect.add_argument("url", help="ws://, wss://, or a GeneXus base http(s):// URL")
-    connect.add_argument("--json", action="store_true", help="one JSON object per line")
+    connect.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line; a message is under 'message' (text), 'json' "
+        "(a JSON object or array), 'notification' (a GeneXus NotificationInfo, as an "
+        "object) or 'binary' (base64)",
+    )
+    connect.add_argument(
+        "--timestamps",
+        action="store_true",
+        help="prefix every line with the local time (--json: a 'time' field, ISO 8601)",
+    )
     connect.add_argument("--client-id", help="GeneXus client id (default: a new GUID)")
     connect.add_argument("--svc", action="store_true", help="use gxwebsocket.svc (older .NET)")
     connect.add_argument(
@@ -61,24 +199,59 @@ def add_commands(commands: Any) -> None:
     )
     connect.add_argument(
         "--linger",
-        type=float,
+        type=_seconds_or_zero,
         default=0.0,
         metavar="S",
-        help="after end of input, keep printing events for S seconds before closing",
+        help="after end of input, keep printing events for S seconds before closing "
+        "(default: %(default)s)",
     )
     connect.add_argument("--no-reconnect", action="store_true", help="do not reconnect")
-    connect.add_argument("--reconnect-initial", type=float, default=1.0, metavar="S")
-    connect.add_argument("--reconnect-max", type=float, default=30.0, metavar="S")
-    connect.add_argument("--max-attempts", type=int, default=None, metavar="N")
-    connect.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
+    connect.add_argument(
+        "--reconnect-initial",
+        type=_seconds,
+        default=1.0,
+        metavar="S",
+        help="wait before the first reconnect, doubled after each failure "
+        "(default: %(default)s)",
+    )
+    connect.add_argument(
+        "--reconnect-max",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="longest wait between reconnects, at least the first one (default: %(default)s)",
+    )
+    connect.add_argument(
+        "--max-attempts",
+        type=_attempts,
+        default=None,
+        metavar="N",
+        help="give up after N failures in a row, the first connect included "
+        "(default: never give up)",
+    )
+    connect.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="time allowed for one attempt: TCP, TLS and handshake (default: %(default)s)",
+    )
     connect.add_argument(
         "--ping-interval",
-        type=float,
+        type=_seconds_or_zero,
         default=20.0,
         metavar="S",
-        help="keepalive interval; 0 disables keepalive",
+        help="keepalive: ping after S seconds without a byte from the server; 0 disables "
+        "keepalive (default: %(default)s)",
     )
-    connect.add_argument("--ping-timeout", type=float, default=20.0, metavar="S")
+    connect.add_argument(
+        "--ping-timeout",
+        type=_seconds,
+        default=20.0,
+        metavar="S",
+        help="keepalive: the server is taken for dead when nothing arrives within S "
+        "seconds of a ping (default: %(default)s)",
+    )
     connect.add_argument(
         "--insecure",
         action="store_true",
@@ -90,25 +263,45 @@ def add_commands(commands: Any) -> None:
         help="local GeneXus-compatible chat server (development)",
         description="Serve the GeneXus notification endpoint .../gxwebsocket?<clientId> on "
         "HOST:PORT. Every received message is saved in the Chat table of a SQLite file "
-        "and broadcast to every client as a NotificationInfo.",
+        "and broadcast to every client as a NotificationInfo. Ctrl-C or SIGTERM closes "
+        "every client with code 1001 (going away) and exits 0.",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any)")
-    serve.add_argument("--db", default="chat.sqlite3", help="SQLite file (default chat.sqlite3)")
+    serve.add_argument(
+        "--host",
+        type=_host,
+        default="127.0.0.1",
+        help="address to bind (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=8080,
+        help="port to listen on, 0 for any free one (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--db", default="chat.sqlite3", help="SQLite file (default: %(default)s)"
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``connect`` or ``serve``; return the process exit code."""
     try:
         if args.command == "connect":
-            return trio.run(_connect, args, sys.stdout)
-        return trio.run(_serve, args, sys.stdout)
+            terminal = _Terminal.open(sys.stdin, sys.stdout)
+            try:
+                return trio.run(_connect, args, sys.stdout, terminal)
+            finally:
+                if terminal is not None:
+                    terminal.restore()
+        return _run_serve(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # a Ctrl-C before or after the handlers were installed
+        return EXIT_INTERRUPTED
 
 
-# -- connect --------------------------------------------------------------------
+# -- connect: the arguments -----------------------------------------------------------
 
 
 def _target(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
@@ -135,6 +328,11 @@ def _target(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
 
 def _socket(args: argparse.Namespace) -> ClientSocket:
     url, headers = _target(args)
+    if args.reconnect_max < args.reconnect_initial:
+        raise UsageError(
+            f"--reconnect-max ({args.reconnect_max:g} s) must not be shorter than "
+            f"--reconnect-initial ({args.reconnect_initial:g} s)"
+        )
     reconnect = None
     try:
         if not args.no_reconnect:
@@ -167,111 +365,555 @@ def _socket(args: argparse.Namespace) -> ClientSocket:
         raise UsageError(str(exc)) from None
 
 
+# -- connect: what is printed ---------------------------------------------------------
+
+
+def os_reason(exc: OSError) -> str:
+    """What went wrong, in words: ``Connection refused (ECONNREFUSED)``, a resolver's
+    ``Name or service not known``, or the text of a TLS error.
+
+    Examples:
+        >>> os_reason(ConnectionRefusedError(111, "Error connecting to ('h', 1): ..."))
+        'Connection refused (ECONNREFUSED)'
+    """
+    if isinstance(exc, ssl.SSLError):
+        return str(exc)
+    if isinstance(exc, socket.gaierror | socket.herror):
+        return exc.strerror or str(exc)
+    code = exc.errno
+    if isinstance(code, int) and code in errno.errorcode:
+        return f"{os.strerror(code)} ({errno.errorcode[code]})"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def underlying_causes(error: BaseException) -> list[str]:
+    """The root causes behind ``error`` (its ``__cause__`` chain, exception
+    groups opened), in words, without repeats or what ``str(error)`` already says.
+
+    Examples:
+        >>> refused = ConnectionRefusedError(111, "Connection refused")
+        >>> top = OSError("all attempts to connect to h:1 failed")
+        >>> top.__cause__ = ExceptionGroup("all attempts", [refused, refused])
+        >>> underlying_causes(top)
+        ['Connection refused (ECONNREFUSED)']
+    """
+    said = str(error)
+    found: list[str] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error.__cause__]
+    while pending:
+        exc = pending.pop(0)
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        elif exc.__cause__ is not None:
+            pending.append(exc.__cause__)
+        else:
+            text = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+            text = text or type(exc).__name__
+            if text not in found and text not in said:
+                found.append(text)
+    return found
+
+
+def _message_fields(event: MessageReceived) -> tuple[dict[str, Any], str]:
+    message = event.message
+    if isinstance(message, bytes):
+        encoded = base64.b64encode(message).decode()
+        return (
+            {"event": "message", "binary": encoded, "size": len(message)},
+            f"< [{len(message)} bytes] {message[:32].hex()}",
+        )
+    info = event.notification
+    if info is not None:
+        tags = [tag for tag in (info.object, info.group_name and f"group {info.group_name}") if tag]
+        head = f"[{', '.join(tags)}] " if tags else ""
+        who = f"{info.id}: " if info.id else ""
+        return {"event": "message", "notification": event.json}, f"< {head}{who}{info.message}"
+    if isinstance(event.json, dict | list):
+        return {"event": "message", "json": event.json}, f"< {message}"
+    return {"event": "message", "message": message}, f"< {message}"
+
+
+def describe(event: Event, status: str) -> tuple[dict[str, Any], str] | None:
+    """An event as (JSON fields, text line); None for an event the CLI does not show.
+
+    Examples:
+        >>> fields, text = describe(MessageReceived('{"Id": "bob", "Message": "h\\\\u00e9"}'), "")
+        >>> fields
+        {'event': 'message', 'notification': {'Id': 'bob', 'Message': 'hé'}}
+        >>> text
+        '< bob: hé'
+    """
+    match event:
+        case Connected(url=url):
+            return (
+                {"event": "connected", "url": redact_url(url), "status": status},
+                f"* connected to {redact_url(url)} [{status}]",
+            )
+        case MessageReceived():
+            return _message_fields(event)
+        case ConnectionFailed(error=error, retry_in=delay):
+            causes = underlying_causes(error)
+            what = str(error) or type(error).__name__
+            if causes:
+                what = f"{what}: {'; '.join(causes)}"
+            then = f"retrying in {delay:.2f} s" if delay is not None else "giving up"
+            return (
+                {
+                    "event": "connection_failed",
+                    "error": what,
+                    "error_type": type(error).__name__,
+                    "cause": "; ".join(causes) or None,
+                    "retry_in": delay,
+                    "status": status,
+                },
+                f"! connection failed: {what} ({then}) [{status}]",
+            )
+        case Undelivered(messages=messages, reason=reason, count=count):
+            return (
+                {
+                    "event": "undelivered",
+                    "reason": reason,
+                    "count": count,
+                    "messages": [
+                        m if isinstance(m, str) else base64.b64encode(m).decode()
+                        for m in messages
+                    ],
+                },
+                f"! {count} message(s) not delivered ({reason})",
+            )
+        case Skipped(count=count, undelivered=undelivered):
+            return (
+                {"event": "skipped", "count": count, "undelivered": undelivered},
+                f"! {count} event(s) skipped: printing fell behind",
+            )
+        case Closed(url=url):
+            return (
+                {"event": "closed", "url": redact_url(url) if url else None, "status": status},
+                f"* closed [{status}]",
+            )
+    return None
+
+
+_C1_AND_DEL = re.compile("[\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` safe to write to a terminal: control characters other than
+    newline and tab (a server's escape sequences) shown as ``\\xNN``.
+
+    Examples:
+        >>> visible("a\\x1b]52;c;evil\\x07b\\tc")
+        'a\\\\x1b]52;c;evil\\\\x07b\\tc'
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" and c not in "\n\t" else c
+        for c in text
+    )
+
+
 class _Printer:
-    def __init__(self, out: TextIO, as_json: bool) -> None:
+    """Prints events on standard output, as text or JSON lines, above the line
+    being typed when there is one."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        as_json: bool,
+        timestamps: bool,
+        terminal: _Terminal | None,
+    ) -> None:
         self.out = out
         self.as_json = as_json
+        self.timestamps = timestamps
+        self.terminal = terminal
+        try:
+            self.to_terminal = out.isatty()
+        except (OSError, ValueError):
+            self.to_terminal = False
         self.gave_up = False
         self.undelivered = 0
-
-    def emit(self, fields: dict[str, Any], text: str) -> None:
-        line = json.dumps(fields, ensure_ascii=False) if self.as_json else text
-        print(line, file=self.out, flush=True)
+        self.broken: OSError | None = None
+        """Set when standard output is gone (a closed pipe): nothing more is printed."""
 
     def event(self, event: Event, sock: ClientSocket) -> None:
-        status = sock.status.value
-        match event:
-            case Connected(url=url):
-                self.emit(
-                    {"event": "connected", "url": redact_url(url), "status": status},
-                    f"* connected to {redact_url(url)} [{status}]",
-                )
-            case MessageReceived(message=str() as text):
-                self.emit({"event": "message", "message": text}, f"< {text}")
-            case MessageReceived(message=bytes() as data):
-                encoded = base64.b64encode(data).decode()
-                self.emit(
-                    {"event": "message", "binary": encoded},
-                    f"< [{len(data)} bytes] {data[:32].hex()}",
-                )
-            case ConnectionFailed(error=error, retry_in=delay):
-                self.gave_up = delay is None
-                then = f"retrying in {delay:.2f} s" if delay is not None else "giving up"
-                self.emit(
-                    {
-                        "event": "connection_failed",
-                        "error": str(error),
-                        "error_type": type(error).__name__,
-                        "retry_in": delay,
-                        "status": status,
-                    },
-                    f"! connection failed: {error} ({then}) [{status}]",
-                )
-            case Undelivered(messages=messages, reason=reason):
-                self.undelivered += len(messages)
-                self.emit(
-                    {
-                        "event": "undelivered",
-                        "reason": reason,
-                        "messages": [
-                            m if isinstance(m, str) else base64.b64encode(m).decode()
-                            for m in messages
-                        ],
-                    },
-                    f"! {len(messages)} message(s) not delivered ({reason})",
-                )
-            case Closed(url=url):
-                self.emit(
-                    {"event": "closed", "url": redact_url(url), "status": status},
-                    f"* closed [{status}]",
-                )
+        if isinstance(event, ConnectionFailed) and event.retry_in is None:
+            self.gave_up = True
+        elif isinstance(event, Undelivered):
+            self.undelivered += event.count
+        described = describe(event, sock.status.value)
+        if described is not None:
+            self.emit(*described)
 
-
-async def _connect(args: argparse.Namespace, out: TextIO) -> int:
-    sock = _socket(args)
-    printer = _Printer(out, args.json)
-    interrupted = False
-    async with sock, trio.open_nursery() as nursery:
-
-        async def watch_events() -> None:
-            async for event in sock.events():
-                printer.event(event, sock)
-                if printer.gave_up:
-                    nursery.cancel_scope.cancel()
-
-        async def read_stdin() -> None:
-            # SocketClosedError: the socket gave up; watch_events ends the run.
-            with contextlib.suppress(SocketClosedError):
-                await _send_lines(sock)
-                await sock.wait_sent()  # end of input: let what was typed go out first
-                await trio.sleep(args.linger)
-                await sock.close()
-                nursery.cancel_scope.cancel()
-
-        async def on_interrupt() -> None:
-            nonlocal interrupted
-            with trio.open_signal_receiver(signal.SIGINT) as signals:
-                async for _ in signals:
-                    interrupted = True
-                    await sock.close()
-                    nursery.cancel_scope.cancel()
-
-        nursery.start_soon(on_interrupt)
-        nursery.start_soon(watch_events)
-        nursery.start_soon(read_stdin)
-    # The socket's last events (Undelivered, Closed) are still in the channel.
-    while True:
+    def emit(self, fields: dict[str, Any], text: str) -> None:
+        if self.broken is not None:
+            return
+        now = datetime.datetime.now().astimezone() if self.timestamps else None
+        if self.as_json:
+            if now is not None:
+                fields = {"time": now.isoformat(timespec="milliseconds"), **fields}
+            line = json.dumps(fields, ensure_ascii=False)
+            if self.to_terminal:  # JSON leaves DEL and C1 controls raw: escape them
+                line = _C1_AND_DEL.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+        else:
+            line = text
+            if now is not None:
+                line = f"{now:%H:%M:%S}.{now.microsecond // 1000:03d} {line}"
+            if self.to_terminal:
+                line = visible(line)
         try:
-            printer.event(sock.events().receive_nowait(), sock)
-        except (trio.WouldBlock, trio.EndOfChannel):
-            break
-    if interrupted:
-        return EXIT_INTERRUPTED
+            if self.terminal is not None:
+                self.terminal.show(line)
+            else:
+                print(line, file=self.out, flush=True)
+        except OSError as exc:  # BrokenPipeError: the reader went away
+            self.broken = exc
+            with contextlib.suppress(OSError, ValueError):
+                # Python would complain again when it flushes stdout at exit
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.out.fileno())
+                os.close(devnull)
+
+
+# -- connect: the terminal ------------------------------------------------------------
+
+
+def shown(text: str, column: int = 0) -> tuple[str, int]:
+    """``text`` as readline shows it from ``column`` of an endless line, and the
+    column after it: tabs as spaces to the next multiple of 8, control
+    characters as ``^X``, wide characters 2 cells, combining ones none.
+
+    Examples:
+        >>> shown("> a\\tb\\x01")
+        ('> a     b^A', 11)
+        >>> shown("日本")
+        ('日本', 4)
+    """
+    out: list[str] = []
+    for c in text:
+        if c == "\t":
+            spaces = 8 - column % 8
+            out.append(" " * spaces)
+            column += spaces
+        elif c < " " or c == "\x7f":
+            out.append("^?" if c == "\x7f" else "^" + chr(ord(c) + 64))
+            column += 2
+        else:
+            out.append(c)
+            if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
+                pass
+            elif unicodedata.east_asian_width(c) in ("W", "F"):
+                column += 2
+            else:
+                column += 1
+    return "".join(out), column
+
+
+def print_above(line: str, prompt: str, buffer: str, point: int, columns: int) -> str:
+    """What to write to the terminal to print ``line`` above the line being
+    typed and redraw that line as readline had it: from the cursor (at
+    ``point`` of ``buffer``), up to the first row of the prompt, clear to the
+    end of the screen, ``line``, then the prompt and the buffer (wrapping at
+    ``columns``), and the cursor back at ``point``.
+
+    Examples:
+        >>> print_above("< hi", "> ", "hello", 5, 80)
+        '\\r\\x1b[J< hi\\n> hello'
+        >>> print_above("< hi", "> ", "hello", 2, 80)
+        '\\r\\x1b[J< hi\\n> hello\\r\\x1b[4C'
+    """
+    columns = max(columns, 1)
+    at = shown(prompt + buffer[:point])[1]
+    text, end = shown(prompt + buffer)
+    out = [f"\x1b[{at // columns}A" if at // columns else "", "\r\x1b[J", line, "\n", text]
+    if end % columns == 0:
+        out.append(" \r")  # the cursor waits at the margin: on to the next row, as readline does
+    up = end // columns - at // columns
+    if up:
+        out.append(f"\x1b[{up}A")
+    if up or at != end:
+        out.append("\r" + (f"\x1b[{at % columns}C" if at % columns else ""))
+    return "".join(out)
+
+
+def clear_input(prompt: str, buffer: str, point: int, columns: int) -> str:
+    """What to write to erase the line being typed (all its rows), leaving the
+    cursor at the start of its first row.
+
+    Examples:
+        >>> clear_input("> ", "x" * 100, 100, 80)
+        '\\x1b[1A\\r\\x1b[J'
+    """
+    rows = shown(prompt + buffer[:point])[1] // max(columns, 1)
+    return (f"\x1b[{rows}A" if rows else "") + "\r\x1b[J"
+
+
+class _Terminal:
+    """Standard input and output are a terminal: lines are read by GNU readline
+    (editing, history) in a worker thread, and ``show()`` prints above the line
+    being typed.
+
+    readline is not thread-safe and draws the line itself, so the line is
+    redrawn from its public state: the buffer, and the cursor (``rl_point``,
+    read through ctypes when the library exports it; else taken to be at the
+    end), laid out as readline lays it out (``shown``). What remains is a race
+    of microseconds when a key is processed at the very moment an event is
+    printed, and a wide character at the right margin; Ctrl-L redraws.
+    """
+
+    PROMPT = "> "
+
+    def __init__(
+        self,
+        out: TextIO,
+        readline: ModuleType,
+        echo: Callable[[bool], None],
+        restore: Callable[[], None],
+    ) -> None:
+        self.out = out
+        self.readline = readline
+        self.echo = echo
+        """Turn the terminal's echo on or off (readline reads keys with it off)."""
+        self.restore = restore
+        """Put the terminal back as it was (readline may be abandoned mid-line)."""
+        self.lock = threading.Lock()
+        self.editing = False  # the prompt is on screen and readline is reading keys
+        self.stopped = False  # input is over: print plainly from now on
+        self.read_point = _rl_point_reader(readline)
+        readline.parse_and_bind("set enable-bracketed-paste off")  # a pasted line: one message
+        readline.set_pre_input_hook(self._prompt_shown)
+
+    @classmethod
+    def open(cls, stdin: TextIO | None, stdout: TextIO | None) -> _Terminal | None:
+        """A terminal session when stdin and stdout are both a terminal (and
+        ``TERM`` is not ``dumb``) and readline can be had; else None."""
+        if stdin is None or stdout is None or os.environ.get("TERM") == "dumb":
+            return None
+        try:
+            if not (stdin.isatty() and stdout.isatty()):
+                return None
+            fd = stdin.fileno()
+            import readline
+            import termios
+        except (ImportError, OSError, ValueError):
+            return None
+        if "libedit" in (readline.__doc__ or "") or not hasattr(readline, "set_pre_input_hook"):
+            return None  # macOS's editline: no pre-input hook, other settings
+
+        def echo(on: bool) -> None:
+            with contextlib.suppress(termios.error, OSError):  # the terminal is gone
+                mode = termios.tcgetattr(fd)
+                mode[3] = mode[3] | termios.ECHO if on else mode[3] & ~termios.ECHO
+                termios.tcsetattr(fd, termios.TCSANOW, mode)
+
+        def restore() -> None:
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+        try:
+            saved = termios.tcgetattr(fd)
+            # Between two lines, readline gives the terminal back as it found
+            # it. Keys typed then must wait for readline as typed: not echoed
+            # by the terminal (a stray "^[[A" before the prompt), not cooked
+            # (Ctrl-D taken as end of file). Signals (Ctrl-C) still work.
+            quiet = termios.tcgetattr(fd)
+            quiet[3] &= ~(termios.ECHO | termios.ICANON)
+            quiet[6][termios.VMIN] = 1
+            quiet[6][termios.VTIME] = 0
+            termios.tcsetattr(fd, termios.TCSANOW, quiet)
+        except termios.error:
+            return None
+        return cls(stdout, readline, echo, restore)
+
+    def _prompt_shown(self) -> None:  # readline's pre-input hook, in the worker thread
+        with self.lock:
+            self.editing = not self.stopped
+
+    def _read(self) -> str | None:  # in the worker thread
+        # readline displays what is typed only if the terminal echoes when it
+        # starts; it turns the echo off itself while it reads.
+        self.echo(True)
+        try:
+            return input(self.PROMPT)
+        except EOFError:
+            return None
+        finally:
+            self.echo(False)
+            with self.lock:
+                self.editing = False
+
+    async def read_line(self) -> str | None:
+        """The next line typed, None at end of input (Ctrl-D on an empty line).
+        Cancelled, the worker thread is abandoned (``restore()`` puts the
+        terminal back as it was)."""
+        while True:
+            try:
+                line = await trio.to_thread.run_sync(self._read, abandon_on_cancel=True)
+            except UnicodeDecodeError:
+                self.show("! line not sent: it is not valid text in the terminal's encoding")
+                continue
+            if line is None:
+                with self.lock:
+                    self.out.write("\r\x1b[K")  # the prompt Ctrl-D left behind
+                    self.out.flush()
+            return line
+
+    def _point(self, buffer: str) -> int:
+        if self.read_point is None:
+            return len(buffer)
+        encoded = buffer.encode("utf-8", "surrogateescape")
+        offset = min(max(self.read_point(), 0), len(encoded))
+        return len(encoded[:offset].decode("utf-8", "ignore"))
+
+    def _columns(self) -> int:
+        try:
+            return os.get_terminal_size(self.out.fileno()).columns or 80
+        except (OSError, ValueError):
+            return 80
+
+    def show(self, line: str) -> None:
+        """Print ``line``; while a line is being typed, above it, and redraw it."""
+        with self.lock:
+            if self.editing:
+                buffer = self.readline.get_line_buffer()
+                text = print_above(
+                    line, self.PROMPT, buffer, self._point(buffer), self._columns()
+                )
+                self.out.write(text)
+            else:
+                self.out.write(line + "\n")
+            self.out.flush()
+
+    def stop_input(self) -> None:
+        """Input is over (a signal, giving up): erase the line being typed."""
+        with self.lock:
+            if self.editing:
+                buffer = self.readline.get_line_buffer()
+                self.out.write(
+                    clear_input(self.PROMPT, buffer, self._point(buffer), self._columns())
+                )
+                with contextlib.suppress(OSError):
+                    self.out.flush()
+            self.editing = False
+            self.stopped = True
+
+
+def _rl_point_reader(readline: ModuleType) -> Callable[[], int] | None:
+    """A function reading readline's cursor offset (``rl_point``, in bytes), or
+    None when the library does not export it."""
+    try:
+        import ctypes
+
+        point = ctypes.c_int.in_dll(ctypes.CDLL(readline.__file__), "rl_point")
+    except (ImportError, AttributeError, OSError, ValueError, TypeError):
+        return None
+    return lambda: point.value
+
+
+# -- connect: the session -------------------------------------------------------------
+
+
+async def _connect(args: argparse.Namespace, out: TextIO, terminal: _Terminal | None) -> int:
+    sock = _socket(args)
+    printer = _Printer(out, as_json=args.json, timestamps=args.timestamps, terminal=terminal)
+    stopped_by: int | None = None  # the signal that ended the session
+    input_error: str | None = None  # why standard input could not be read
+    # Open for the whole session, so that a signal is never Python's default
+    # (a KeyboardInterrupt traceback, or death without a close frame).
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with sock:
+            async with trio.open_nursery() as nursery:
+
+                async def watch_events() -> None:
+                    async for event in sock.events():
+                        printer.event(event, sock)
+                        if printer.gave_up or printer.broken is not None:
+                            nursery.cancel_scope.cancel()
+
+                async def read_input() -> None:
+                    nonlocal input_error
+                    # SocketClosedError: the socket gave up; watch_events ends the run.
+                    with contextlib.suppress(SocketClosedError):
+                        try:
+                            if terminal is not None:
+                                await _send_typed_lines(sock, terminal)
+                            else:
+                                await _send_lines(sock)
+                        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                            input_error = _read_error(exc)
+                        else:
+                            await sock.wait_sent()  # end of input: what was typed goes first
+                            await trio.sleep(args.linger)
+                        await sock.close()
+                        nursery.cancel_scope.cancel()
+
+                async def close_then_stop() -> None:
+                    await sock.close()  # flushes what it can; the rest is reported Undelivered
+                    nursery.cancel_scope.cancel()
+
+                async def watch_signals() -> None:
+                    nonlocal stopped_by
+                    async for signum in signals:
+                        if stopped_by is None:
+                            stopped_by = signum
+                            if terminal is not None:
+                                terminal.stop_input()
+                            nursery.start_soon(close_then_stop)
+                        else:  # a second signal: stop waiting for the close
+                            nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch_signals)
+                nursery.start_soon(watch_events)
+                nursery.start_soon(read_input)
+            if terminal is not None:
+                terminal.stop_input()
+        # The socket's last events (Undelivered, Closed) are still in the channel.
+        while True:
+            try:
+                printer.event(sock.events().receive_nowait(), sock)
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+    if stopped_by is not None:
+        return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else EXIT_TERMINATED
+    if input_error is not None:
+        raise UsageError(f"cannot read standard input: {input_error}")
+    if printer.broken is not None:
+        raise UsageError(f"standard output was closed: {os_reason(printer.broken)}")
     return EXIT_FATAL if printer.gave_up or printer.undelivered else 0
+
+
+def _read_error(exc: BaseException) -> str:
+    """Why standard input could not be read, in words."""
+    if isinstance(exc, trio.ClosedResourceError):  # EBADF: a descriptor opened write-only
+        return "it is not open for reading"
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+    return os_reason(cause) if isinstance(cause, OSError) else str(cause)
+
+
+def _clean(text: str) -> str:
+    """``text`` that UTF-8 can encode (a lone surrogate becomes U+FFFD)."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+async def _send_typed_lines(sock: ClientSocket, terminal: _Terminal) -> None:
+    """Send each line typed at the prompt, until end of input (Ctrl-D)."""
+    while True:
+        line = await terminal.read_line()
+        if line is None:
+            return
+        await sock.send(_clean(line))
 
 
 async def _send_lines(sock: ClientSocket) -> None:
     """Send each line of standard input as a text message, until end of input."""
+    if sys.stdin is None:  # no standard input at all: nothing to send
+        return
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     async with stdin:
         pending = b""
@@ -290,27 +932,84 @@ async def _send_lines(sock: ClientSocket) -> None:
 # -- serve ----------------------------------------------------------------------
 
 
-async def _serve(args: argparse.Namespace, out: TextIO) -> int:
-    store = ChatStore(Path(args.db))
+def _open_store(db: str) -> tuple[ChatStore, int]:
+    """The chat store and how many messages it holds; UsageError when it cannot be used."""
+    path = Path(db)
+    if db != ":memory:" and not path.parent.is_dir():
+        raise UsageError(f"cannot open the chat database {db}: no directory {path.parent}")
     try:
-        history = len(store.rows())
-        async with trio.open_nursery() as nursery:
-            try:
-                server, port = await nursery.start(serve_chat, store, args.host, args.port)
-            except OSError as exc:
-                raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
-            del server
-            print(
-                f"serving ws://{args.host}:{port}/<app>/gxwebsocket?<client-id> "
-                f"(chat history: {args.db}, {history} message(s))",
-                file=out,
-                flush=True,
-            )
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
+        store = ChatStore(path)
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot open the chat database {db}: {exc}") from None
+    try:
+        return store, len(store.rows())
+    except sqlite3.Error as exc:
+        store.close()
+        raise UsageError(f"cannot read the chat database {db}: {exc}") from None
+
+
+class _CannotListen(UsageError):
+    pass
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    new_file = args.db != ":memory:" and not Path(args.db).exists()
+    store, history = _open_store(args.db)
+    try:
+        return trio.run(_serve, args, sys.stdout, store, history)
+    except _CannotListen:
+        store.close()
+        if new_file:  # leave nothing behind for a server that never ran
+            Path(args.db).unlink(missing_ok=True)
+        raise
     finally:
         store.close()
+
+
+async def _serve(args: argparse.Namespace, out: TextIO, store: ChatStore, history: int) -> int:
+    stop = trio.Event()
+    listen_error: OSError | None = None
+    store_error: sqlite3.Error | None = None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def chat(
+                *, task_status: trio.TaskStatus[tuple[Any, int]] = trio.TASK_STATUS_IGNORED
+            ) -> None:
+                nonlocal store_error
+                try:
+                    await serve_chat(
+                        store, args.host, args.port, stop=stop, task_status=task_status
+                    )
+                except sqlite3.Error as exc:
+                    store_error = exc
+                nursery.cancel_scope.cancel()  # the server is done: so is watch_signals
+
+            async def watch_signals() -> None:
+                async for _ in signals:
+                    if not stop.is_set():
+                        stop.set()  # close every client with 1001, then return
+                    else:  # a second signal: drop them now
+                        nursery.cancel_scope.cancel()
+
+            try:
+                _, port = await nursery.start(chat)
+            except OSError as exc:
+                # chat ended before it started: nothing else runs in this
+                # nursery, and no exception leaves it (the error is raised below).
+                listen_error = exc
+            else:
+                host = f"[{args.host}]" if ":" in args.host else args.host
+                print(
+                    f"serving ws://{host}:{port}/<app>/gxwebsocket?<client-id> "
+                    f"(chat history: {args.db}, {history} message(s))",
+                    file=out,
+                    flush=True,
+                )
+                nursery.start_soon(watch_signals)
+    if listen_error is not None:
+        raise _CannotListen(f"cannot listen on {args.host}:{args.port}: {os_reason(listen_error)}")
+    if store_error is not None:
+        raise UsageError(f"the chat database {args.db} failed: {store_error}")
     print("stopped", file=out, flush=True)
     return 0

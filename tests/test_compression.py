@@ -176,6 +176,7 @@ async def test_an_incompressible_message_of_the_limit_is_received_and_one_more_b
                         break
             compressed = sock.statistics().compressed
     assert compressed == (each_transport != "trio-websocket")
+    assert isinstance(event, ConnectionFailed)
     assert isinstance(event.error, ConnectionLost)
     assert event.error.code == 1009
     assert server.connections[0].close_code == 1009
@@ -225,5 +226,6 @@ async def test_a_compressed_text_message_is_held_to_the_limit_once_inflated(
                     assert not isinstance(event, MessageReceived)
                     if isinstance(event, ConnectionFailed):
                         break
+    assert isinstance(event, ConnectionFailed)
     assert isinstance(event.error, ConnectionLost)
     assert event.error.code == 1009

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
 
 import trio
 import trio.testing
@@ -27,20 +26,10 @@ from wsproto.utilities import LocalProtocolError
 
 from trio_clientsocket import ClientSocket, Event, Undelivered
 
-E = TypeVar("E", bound=Event)
-
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 # -- events ----------------------------------------------------------------------
-
-
-async def next_event_skip(sock: ClientSocket, kind: type[E]) -> E:
-    """The next event of ``kind``, skipping others."""
-    async for event in sock.events():
-        if isinstance(event, kind):
-            return event
-    raise AssertionError(f"event stream ended before a {kind.__name__}")
 
 
 def drain(sock: ClientSocket) -> list[Event]:

@@ -5,17 +5,27 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import trio
 
-from trio_clientsocket import Backoff, ClientSocket
+from trio_clientsocket import Backoff, ClientSocket, Event
 from trio_clientsocket.testing import MockServer, open_mock_server
 
 URL = "ws://app.test/app/gxwebsocket?client-1"
 EXACT = Backoff(initial=1.0, factor=2.0, maximum=8.0, jitter=0.0)
 """A backoff without jitter, for exact-time assertions."""
+
+E = TypeVar("E", bound=Event)
+
+
+async def next_event_skip(sock: ClientSocket, kind: type[E]) -> E:
+    """The next event of ``kind``, skipping others."""
+    async for event in sock.events():
+        if isinstance(event, kind):
+            return event
+    raise AssertionError(f"event stream ended before a {kind.__name__}")
 
 
 @pytest.fixture

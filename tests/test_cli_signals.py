@@ -17,6 +17,8 @@ from trio_clientsocket import Backoff, ClientSocket, ConnectionFailed, Connectio
 from trio_clientsocket._chat import ChatRow, ChatStore, serve_chat
 from trio_clientsocket.testing import MockServer, open_mock_server
 
+from .conftest import next_event_skip
+
 
 async def test_sigterm_closes_with_1000_and_exits_143() -> None:
     with trio.fail_after(30):
@@ -99,12 +101,7 @@ async def test_serve_closes_its_clients_with_1001(signum: int, tmp_path: Path) -
             async with ClientSocket(url, reconnect=Backoff(initial=30, maximum=30)) as sock:
                 await sock.wait_connected()
                 server.send_signal(signum)
-                failed = None
-                async for event in sock.events():
-                    if isinstance(event, ConnectionFailed):
-                        failed = event
-                        break
-                assert failed is not None
+                failed = await next_event_skip(sock, ConnectionFailed)
                 error = failed.error
                 assert isinstance(error, ConnectionLost), repr(error)
                 assert (error.code, error.by_server) == (1001, True)
@@ -173,12 +170,7 @@ async def test_a_failing_database_stops_serve_chat_with_1011() -> None:
                 async with ClientSocket(url, reconnect=None) as sock:
                     await sock.wait_connected()
                     await sock.send("hello")
-                    failed = None
-                    async for event in sock.events():
-                        if isinstance(event, ConnectionFailed):
-                            failed = event
-                            break
-                assert failed is not None
+                    failed = await next_event_skip(sock, ConnectionFailed)
                 assert isinstance(failed.error, ConnectionLost), repr(failed.error)
                 assert failed.error.code == 1011
     finally:

@@ -41,14 +41,13 @@ from ._hostile_helpers import (
     Respond,
     drain,
     events_dropped,
-    next_event_skip,
     raw_server,
     request_key,
     server_frame,
     switching,
     undelivered_count,
 )
-from .conftest import EXACT, WrappedStream, client_socket
+from .conftest import EXACT, WrappedStream, client_socket, next_event_skip
 
 pytestmark = pytest.mark.usefixtures("each_transport")
 

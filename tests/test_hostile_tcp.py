@@ -41,13 +41,12 @@ from trio_clientsocket.testing import open_mock_server
 from ._hostile_helpers import (
     ThreadedPongServer,
     drain,
-    next_event_skip,
     read_request,
     request_key,
     switching,
     tcp_server,
 )
-from .conftest import client_socket
+from .conftest import client_socket, next_event_skip
 
 pytestmark = pytest.mark.usefixtures("each_transport")
 

@@ -14,7 +14,8 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import MockServer
 
-from .test_lifecycle import next_event_skip, socket
+from .conftest import next_event_skip
+from .test_lifecycle import socket
 
 pytestmark = pytest.mark.usefixtures("each_transport")
 

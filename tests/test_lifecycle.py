@@ -27,7 +27,7 @@ from trio_clientsocket import (
 from trio_clientsocket._loop import UrlSource
 from trio_clientsocket.testing import MockServer, open_mock_server
 
-from .conftest import EXACT, URL, client_socket
+from .conftest import EXACT, URL, client_socket, next_event_skip
 
 pytestmark = pytest.mark.usefixtures("each_transport")
 
@@ -241,14 +241,6 @@ async def test_outage_queue_then_deliver_in_order(
         await server.wait_for(lambda: len(server.received) == len(sent))
     assert server.received == sent
     assert sock.statistics().messages_dropped == 0
-
-
-async def next_event_skip(sock: ClientSocket, kind: type[E]) -> E:
-    """The next event of ``kind``, skipping others."""
-    async for event in sock.events():
-        if isinstance(event, kind):
-            return event
-    raise AssertionError("event stream ended")
 
 
 async def test_events_buffered_before_iteration_and_resumable(

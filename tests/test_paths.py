@@ -42,14 +42,13 @@ from trio_clientsocket.testing import MockServer, ServerConnection, open_mock_se
 
 from ._hostile_helpers import (
     drain,
-    next_event_skip,
     raw_server,
     request_key,
     server_frame,
     switching,
     tcp_server,
 )
-from .conftest import WrappedStream, client_socket
+from .conftest import WrappedStream, client_socket, next_event_skip
 
 pytestmark = pytest.mark.usefixtures("each_transport")
 

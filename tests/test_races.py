@@ -25,8 +25,8 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import MockServer, ServerConnection
 
-from .conftest import WrappedStream, client_socket
-from .test_lifecycle import _drain, next_event_skip, socket
+from .conftest import WrappedStream, client_socket, next_event_skip
+from .test_lifecycle import _drain, socket
 
 pytestmark = pytest.mark.usefixtures("each_transport")
 

@@ -22,8 +22,8 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import MockServer
 
-from .conftest import WrappedStream, client_socket
-from .test_lifecycle import next_event, next_event_skip, socket
+from .conftest import WrappedStream, client_socket, next_event_skip
+from .test_lifecycle import next_event, socket
 
 pytestmark = pytest.mark.usefixtures("each_transport")
 

@@ -43,7 +43,6 @@ from trio_clientsocket.testing import MockServer
 
 from ._hostile_helpers import (
     drain,
-    next_event_skip,
     raw_server,
     read_request,
     request_key,
@@ -51,7 +50,7 @@ from ._hostile_helpers import (
     switching,
     tcp_server,
 )
-from .conftest import EXACT, WrappedStream, client_socket
+from .conftest import EXACT, WrappedStream, client_socket, next_event_skip
 
 pytestmark = pytest.mark.usefixtures("each_transport")
 

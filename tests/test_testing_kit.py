@@ -17,8 +17,7 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import DEFAULT_URL, MockServer, ServerConnection, open_mock_server
 
-from .conftest import client_socket
-from .test_lifecycle import next_event_skip
+from .conftest import client_socket, next_event_skip
 
 EXACT = Backoff(initial=1, factor=2, maximum=8, jitter=0)
 

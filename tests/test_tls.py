@@ -12,8 +12,8 @@ import trustme
 from trio_clientsocket import Backoff, ConnectionFailed, MessageReceived
 from trio_clientsocket.testing import open_mock_server
 
-from .conftest import client_socket
-from .test_lifecycle import next_event, next_event_skip
+from .conftest import client_socket, next_event_skip
+from .test_lifecycle import next_event
 
 pytestmark = pytest.mark.usefixtures("each_transport")
 

@@ -93,9 +93,13 @@ def main() -> None:
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--workers", type=int, default=2, help="copies run at once")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per suite run")
+    parser.add_argument(
+        "--start", type=int, default=0, help="skip the first N mutants (resume a stopped run)"
+    )
     args = parser.parse_args()
     jobs = [(f, m) for f in args.files for m in mutants(ROOT / f)]
     print(f"{len(jobs)} mutants", flush=True)
+    jobs = jobs[args.start :]
     # one scratch copy of the repository per worker
     copies = []
     for i in range(args.workers):

@@ -74,17 +74,22 @@ class _ClientSocket:
                 return message
 
 
+async def _until_connected(sock: Any) -> None:
+    """As an application does: read events until Connected (an unread event
+    would hold the event buffer's memory in the idle tests, and so would a
+    variable of this frame that kept the event)."""
+    async for event in sock.events():
+        if type(event).__name__ == "Connected":
+            return
+
+
 def clientsocket_opener(**options: Any) -> Opener:
     from trio_clientsocket import ClientSocket
 
     @asynccontextmanager
     async def open_conn(url: str) -> AsyncIterator[Conn]:
         async with ClientSocket(url, **options) as sock:
-            # as an application does: read events until Connected (an unread
-            # event would hold the event buffer's memory in the idle tests)
-            async for event in sock.events():
-                if type(event).__name__ == "Connected":
-                    break
+            await _until_connected(sock)
             yield _ClientSocket(sock)
 
     return open_conn

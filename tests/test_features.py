@@ -4,7 +4,9 @@ subprotocols, close codes; through the public API, on every transport."""
 from __future__ import annotations
 
 import functools
+import gc
 import sys
+import weakref
 
 import pytest
 import trio
@@ -185,6 +187,25 @@ async def test_the_handshake_answer_is_on_connected_with_secrets_hidden(
     assert response.header("upgrade") is not None
     assert "S3CRET" not in repr(connected)
     assert "mock" in repr(connected)
+
+
+async def test_the_handshake_answer_is_held_by_the_connected_event_only(
+    autojump_clock: object,
+) -> None:
+    """Once the application lets go of Connected, the connection keeps no copy
+    of the answer (its headers would cost every idle socket about 1 KiB)."""
+    async with open_mock_server() as server:
+        server.accept_headers = [("X-Server", "mock")]
+        async with socket_to(server) as sock:
+            connected = await first(sock, Connected)
+            assert isinstance(connected, Connected)
+            assert connected.response is not None
+            answer = weakref.ref(connected.response)
+            del connected
+            gc.collect()
+            assert answer() is None
+            await sock.send("still connected")
+            await server.wait_for(lambda: server.received == ["still connected"])
 
 
 # -- subprotocols ----------------------------------------------------------------------

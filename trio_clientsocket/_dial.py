@@ -247,6 +247,7 @@ async def _dial_trio_websocket(
             raise counting.failure
         raise ProtocolError("the handshake did not complete")  # pragma: no cover - see _refuse
     link = TrioWebsocketLink(ws, counting, nursery, options.max_size)
-    assert counting.response is not None
-    return Dialed(link, [], counting.subprotocol, counting.response)
+    response, counting.response = counting.response, None  # held by Connected only
+    assert response is not None
+    return Dialed(link, [], counting.subprotocol, response)
 

@@ -299,6 +299,9 @@ class Run:
                         response=dialed.response,
                     )
                 )
+                # the answer's headers live on in the Connected event only: this
+                # frame, alive as long as the connection, must not hold them
+                del dialed
                 await session.serve(config.ping_interval, config.ping_timeout)
         except BaseExceptionGroup as group:
             error = _single_failure(group)

@@ -9,6 +9,7 @@ import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wsproto.utilities import LocalProtocolError
 
 from trio_clientsocket import (
     AttemptError,
@@ -19,7 +20,9 @@ from trio_clientsocket import (
     InvalidURLError,
     KeepaliveTimeout,
     ProtocolError,
+    TransportError,
 )
+from trio_clientsocket._loop import _single_failure
 
 classify = Classifier()
 close_codes = st.integers(min_value=1000, max_value=4999)
@@ -139,3 +142,25 @@ def test_fatal_errors(error: BaseException) -> None:
 def test_result_is_a_bool() -> None:
     for error in (HandshakeRejected(503), ConnectionLost(1006), ZeroDivisionError()):
         assert type(classify(error)) is bool
+
+
+# -- the one failure of a connection's nursery ------------------------------------------
+
+
+def test_a_protocol_library_error_escaping_trio_websocket_is_a_protocol_error() -> None:
+    """trio-websocket's reader task can let wsproto's (or h11's) own errors
+    escape; the socket reports them as ProtocolError, as the other engines do."""
+    escaped = LocalProtocolError("Event Pong(payload=b'') cannot be sent in state LOCAL_CLOSING")
+    error = _single_failure(ExceptionGroup("connection", [escaped]))
+    assert isinstance(error, ProtocolError)
+    assert error.__cause__ is escaped
+    assert str(error).startswith("the server broke the WebSocket protocol: Event Pong")
+
+
+def test_a_single_failure_is_reported_as_itself_and_several_as_a_transport_error() -> None:
+    lost = ConnectionResetError("reset")
+    assert _single_failure(ExceptionGroup("c", [ExceptionGroup("inner", [lost])])) is lost
+    both = _single_failure(ExceptionGroup("c", [lost, OSError("and this")]))
+    assert isinstance(both, TransportError)
+    assert "reset" in str(both)
+    assert "and this" in str(both)

@@ -172,13 +172,7 @@ class WireLink:
             if engine.ended:
                 if self._stash and not self.torn:
                     # the close reply waited for a write: it goes before the end
-                    await self._acquire()
-                    try:
-                        await self._send_pending()
-                    except LinkEnded:
-                        pass
-                    finally:
-                        self._release()
+                    await self._send_waiting()
                 raise LinkEnded
             try:
                 data = await self._stream.receive_some(READ)
@@ -206,13 +200,7 @@ class WireLink:
                         self._stash.append(out)
                         self._stashed += len(out)
                         if self._stashed > STASH_MAX:
-                            await self._acquire()
-                            try:
-                                await self._send_pending()
-                            except LinkEnded:
-                                pass
-                            finally:
-                                self._release()
+                            await self._send_waiting()
             if messages:
                 return messages
 
@@ -242,6 +230,17 @@ class WireLink:
         """Write what the engine queued by itself (gate taken here)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         self._gate = True
+        try:
+            await self._send_pending()
+        except LinkEnded:
+            pass
+        finally:
+            self._release()
+
+    async def _send_waiting(self) -> None:
+        """Wait for the gate, then write what waits; a link that ends meanwhile
+        is left for the reader to notice."""
+        await self._acquire()
         try:
             await self._send_pending()
         except LinkEnded:

@@ -5,11 +5,12 @@ record endings alike. No I/O, no time."""
 from __future__ import annotations
 
 import struct
+import zlib
 
 import pytest
 import wsproto.utilities
 
-from trio_clientsocket import ConnectionLost, ProtocolError
+from trio_clientsocket import ConnectionLost, Deflate, ProtocolError
 from trio_clientsocket._engine import (
     TOO_BIG,
     Ending,
@@ -85,11 +86,15 @@ def head_for(key: str, *extra: str) -> bytes:
 
 
 def accept(engine: Engine, head: bytes, rest: bytes) -> list[Message]:
-    """``engine.accept()`` with the answer parsed as the socket parses it."""
+    """``engine.accept()`` with the answer parsed as the socket parses it; the
+    messages that came with it (parsed from the backlog, as the link's first
+    read does)."""
     got = HeadReader().feed(head + b"\r\n\r\n")
     assert got is not None
     response, parsed_head, _ = got
-    return engine.accept(response, parsed_head, rest)
+    engine.accept(response, parsed_head, rest)
+    assert engine.backlog == bool(rest)
+    return engine.receive(b"") if rest else []
 
 
 def connected(cls: EngineType, max_size: int = 1000, *, rest: bytes = b"") -> Engine:
@@ -358,3 +363,199 @@ def test_fragment_limit_is_a_sixteenth_of_max_size_and_at_least_1024(
     max_size: int, limit: int
 ) -> None:
     assert fragment_limit(max_size) == limit
+
+
+# -- issue 19: RFC 6455 strictness, fail-fast, bounded parsing --------------------
+
+
+def frame64(opcode: int, payload: bytes, *, fin: bool = True, first: int | None = None) -> bytes:
+    """A frame with a 64-bit length (``first`` overrides the first byte)."""
+    head = first if first is not None else (0x80 if fin else 0) | opcode
+    return bytes([head, 127]) + struct.pack("!Q", len(payload)) + payload
+
+
+@engines
+def test_frames_that_came_with_the_answer_wait_in_the_backlog(cls: EngineType) -> None:
+    """The 101 answer and the first frames in one read: the engine parses them
+    on the link's first read, so that their pong or close reply is written at
+    once (before, they were parsed in accept() and their reply waited)."""
+    engine = cls(TARGET, [], 1000)
+    engine.request()
+    got = HeadReader().feed(head_for(engine.key) + b"\r\n\r\n")
+    assert got is not None
+    engine.accept(got[0], got[1], frame(PING, b"p") + frame(CLOSE, close_payload(1001)))
+    assert engine.backlog
+    assert engine.pending() == b""  # nothing parsed yet
+    assert engine.receive(b"") == []
+    assert client_frames(engine.pending()) == [(PONG, b"p"), (CLOSE, close_payload(1001))]
+    assert engine.ended
+    assert not engine.backlog
+
+
+@engines
+def test_invalid_utf8_fails_at_once_in_the_middle_of_a_frame(cls: EngineType) -> None:
+    """Autobahn 6.4.3: the invalid byte arrives in the second chop of one frame;
+    the connection fails then, not when the frame is complete."""
+    engine = connected(cls)
+    data = frame(TEXT, "κόσμε".encode() + b"\xf4\x90\x80\x80" + b"edited")
+    assert engine.receive(data[:13]) == []
+    assert not engine.ended
+    assert engine.receive(data[13:17]) == []
+    assert engine.ended
+    violation = engine.ending.violation
+    assert violation is not None
+    assert violation[0] == 1007
+    assert close_code_sent(engine.pending()) == 1007
+
+
+@engines
+def test_a_close_between_fragments_is_answered_normally(cls: EngineType) -> None:
+    """Autobahn 7.1.5: a fragment, the server's close, the next fragment: the
+    close handshake completes with 1000 (websockets' protocol alone fails it
+    with 1002); the partial message and what follows the close are dropped."""
+    engine = connected(cls)
+    data = frame(TEXT, b"fragment1", fin=False) + frame(CLOSE, close_payload(1000))
+    assert engine.receive(data + frame(CONT, b"fragment2")) == []
+    assert engine.ended
+    assert engine.ending == Ending(peer_close=(1000, ""))
+    assert close_code_sent(engine.pending()) == 1000
+
+
+@engines
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes([0x83, 0]),  # reserved opcode 3
+        bytes([0x8B, 0]),  # reserved control opcode 11
+        bytes([0xC1, 2]) + b"ok",  # RSV1 without compression
+        bytes([0xA1, 2]) + b"ok",  # RSV2
+        bytes([0x91, 2]) + b"ok",  # RSV3
+        frame(CONT, b"x"),  # nothing to continue
+        frame(TEXT, b"a", fin=False) + frame(TEXT, b"b"),  # a new message mid-message
+        bytes([0x09, 1]) + b"p",  # a fragmented ping
+        frame(PING, b"p" * 126),  # a control frame over 125 bytes
+        bytes([0x81, 0x82]) + b"mask" + b"ok",  # a masked frame from the server
+        frame64(TEXT, b"", first=0x81)[:2] + b"\x80" + b"\0" * 7,  # length's top bit set
+        frame(CLOSE, b"\x03"),  # a 1-byte close payload
+        frame(CLOSE, close_payload(1005)),  # a code that may not be sent
+        frame(CLOSE, close_payload(1000, b"\xff")),  # a reason that is not UTF-8
+    ],
+    ids=[
+        "opcode-3",
+        "opcode-11",
+        "rsv1",
+        "rsv2",
+        "rsv3",
+        "stray-continuation",
+        "text-in-text",
+        "fragmented-ping",
+        "long-ping",
+        "masked",
+        "huge-length",
+        "close-1-byte",
+        "close-1005",
+        "close-bad-reason",
+    ],
+)
+def test_frames_a_server_must_not_send_fail_the_connection_with_a_close_frame(
+    cls: EngineType, data: bytes
+) -> None:
+    engine = connected(cls)
+    assert engine.receive(frame(TEXT, b"before") + data + frame(TEXT, b"after")) == ["before"]
+    assert engine.ended
+    assert engine.failed
+    violation = engine.ending.violation
+    assert violation is not None
+    assert violation[0] in (1002, 1007)
+    assert close_code_sent(engine.pending()) == violation[0]
+    assert not engine.writable
+
+
+def test_a_frame_header_over_the_limit_fails_before_its_payload_comes() -> None:
+    """websockets engine: the header says it all (wsproto refuses the message
+    from its first payload bytes)."""
+    engine = connected(WebsocketsEngine, max_size=1000)
+    assert engine.receive(frame64(BINARY, b"")[:2] + struct.pack("!Q", 2**40)) == []
+    assert engine.ended
+    assert engine.ending.violation == (TOO_BIG, "a message exceeded max_message_size")
+
+
+def test_parsing_stops_at_the_room_and_resumes_from_the_backlog() -> None:
+    """websockets engine (wsproto parses a whole uncompressed read: at most
+    64 KiB of messages; compressed, see the next test)."""
+    engine = connected(WebsocketsEngine, max_size=1000)
+    data = b"".join(frame(TEXT, str(n).encode() * 10) for n in range(10))
+    first = engine.receive(data, 25)
+    assert first == ["0" * 10, "1" * 10, "2" * 10]  # the one that crosses the room is in
+    assert engine.backlog
+    rest = engine.receive(b"", 1000)
+    assert first + rest == [str(n) * 10 for n in range(10)]
+    assert not engine.backlog
+
+
+@engines
+def test_a_closed_engine_parses_nothing_more(cls: EngineType) -> None:
+    engine = connected(cls)
+    assert engine.receive(frame(CLOSE, close_payload(1000)) + frame(TEXT, b"late")) == []
+    assert engine.receive(frame(TEXT, b"later")) == []
+    assert not engine.backlog
+
+
+def deflated(payload: bytes, bits: int = 12) -> bytes:
+    """A message as a server compresses it on its own (no context takeover)."""
+    compressor = zlib.compressobj(wbits=-bits)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    return data[:-4]
+
+
+def connected_deflate(cls: EngineType, max_size: int) -> Engine:
+    engine = cls(TARGET, [], max_size, compression=Deflate())
+    engine.request()
+    answer = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12"
+    accept(engine, head_for(engine.key, answer), b"")
+    assert engine.compressed
+    return engine
+
+
+def compressed_frame(payload: bytes, opcode: int = BINARY) -> bytes:
+    data = frame(opcode, deflated(payload))
+    return bytes([0xC0 | opcode]) + data[1:]
+
+
+@engines
+def test_a_compressed_read_inflates_only_as_far_as_the_room(cls: EngineType) -> None:
+    """Issue 19 (5): one read of well-compressed 1 MiB messages inflated them
+    all before the buffer was asked; now parsing stops at the room."""
+    mib = 2**20
+    engine = connected_deflate(cls, mib)
+    data = b"".join(compressed_frame(bytes([n]) * mib) for n in range(20))
+    assert len(data) < 65536  # one read's worth
+    first = engine.receive(data, 2 * mib)
+    assert 2 <= len(first) <= 3
+    assert engine.backlog
+    rest: list[Message] = []
+    for _ in range(40):
+        if not engine.backlog:
+            break
+        rest += engine.receive(b"", 2 * mib)
+    assert first + rest == [bytes([n]) * mib for n in range(20)]
+
+
+@engines
+def test_a_deflate_bomb_is_refused_without_inflating_it(cls: EngineType) -> None:
+    engine = connected_deflate(cls, 1000)
+    assert engine.receive(compressed_frame(b"\0" * 10**7)) == []
+    assert engine.ended
+    assert engine.ending.violation == (TOO_BIG, "a message exceeded max_message_size")
+
+
+@engines
+def test_compressed_text_is_inflated_and_checked(cls: EngineType) -> None:
+    engine = connected_deflate(cls, 1000)
+    message = "héllo " * 20
+    assert engine.receive(compressed_frame(message.encode(), TEXT)) == [message]
+    assert engine.receive(compressed_frame(b"\xff", TEXT)) == []
+    violation = engine.ending.violation
+    assert violation is not None
+    assert violation[0] == 1007

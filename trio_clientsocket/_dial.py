@@ -19,7 +19,6 @@ import trio_websocket
 from ._compression import Deflate
 from ._engine import ENGINES, Engine
 from ._errors import ConnectionLost, HandshakeRejected, ProtocolError
-from ._events import Message
 from ._handshake import HandshakeResponse, HeadReader, check_upgrade
 from ._link import READ, CountingStream, Link, TrioWebsocketLink, WireLink
 from ._proxy import Proxy, ProxyOption, choose_proxy, http_tunnel, socks5_tunnel
@@ -119,7 +118,6 @@ class Dialed:
     """An established connection, ready to serve."""
 
     link: Link
-    initial: list[Message]
     subprotocol: str | None
     response: HandshakeResponse
     compressed: bool = False
@@ -215,9 +213,9 @@ async def _dial_engine(
     if response.status != 101:
         raise HandshakeRejected(response.status, rest, response.headers)
     subprotocol = check_upgrade(response, engine.key, options.subprotocols, engine.extension_names)
-    initial = engine.accept(response, head, rest)
+    engine.accept(response, head, rest)  # the link's first read parses ``rest``
     link = WireLink(stream, engine, received, len(request))
-    return Dialed(link, initial, subprotocol, response, compressed=engine.compressed)
+    return Dialed(link, subprotocol, response, compressed=engine.compressed)
 
 
 async def _dial_trio_websocket(
@@ -249,5 +247,5 @@ async def _dial_trio_websocket(
     link = TrioWebsocketLink(ws, counting, nursery, options.max_size)
     response, counting.response = counting.response, None  # held by Connected only
     assert response is not None
-    return Dialed(link, [], counting.subprotocol, response)
+    return Dialed(link, counting.subprotocol, response)
 

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import codecs
 import logging
+import zlib
 from collections.abc import Sequence
 from typing import Literal, Protocol, cast
 
 import attrs
 from websockets.client import ClientProtocol
-from websockets.exceptions import PayloadTooBig
 from websockets.exceptions import ProtocolError as WebsocketsProtocolError
-from websockets.frames import BINARY, CONT, PONG, TEXT, Frame
+from websockets.extensions.permessage_deflate import PerMessageDeflate as WebsocketsDeflate
+from websockets.frames import PONG
 from websockets.protocol import OPEN as WS_OPEN
 from websockets.uri import WebSocketURI
 from wsproto import ConnectionType, WSConnection
@@ -40,7 +41,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import PerMessageDeflate as WsprotoDeflate
 from wsproto.utilities import ProtocolError as WsprotoError
 
 from ._compression import Deflate, negotiate, offer
@@ -62,8 +63,18 @@ __all__ = [
 
 EngineName = Literal["websockets", "wsproto"]
 TOO_BIG = 1009
-INFLATE_SLICE = 1024
-"""Bytes handed to wsproto at a time on a compressed connection."""
+INFLATE_SLICE = 256
+"""Bytes handed to wsproto at a time on a compressed connection: deflate's
+best ratio is ~1,000:1, so each inflates to at most ~256 KiB."""
+INFLATE_STEP = 32768
+"""Most bytes the websockets engine inflates at a time."""
+REASON_MAX = 120
+"""Characters of the reason the client's close frame gives when it fails the
+connection (a control frame holds 125 bytes; the reasons are ASCII)."""
+ROOM = 2**62
+"""``receive()``'s default room: parse everything."""
+_DEFLATE_TAIL = b"\x00\x00\xff\xff"
+"""What a compressed message's last frame leaves out (RFC 7692, 7.2.2)."""
 
 # websockets logs each request line (query string included) at DEBUG: its
 # protocol gets a logger of its own that never logs, so no secret leaks.
@@ -79,13 +90,6 @@ def fragment_limit(max_size: int) -> int:
     return max(1024, max_size // 16)
 
 
-def deflate_slack(max_size: int) -> int:
-    """How much larger than ``max_size`` a compressed frame may be: deflate
-    makes incompressible data a little larger (stored blocks add 5 bytes in
-    a few hundred at worst, with a server's smallest memory level)."""
-    return max_size // 4 + 1024
-
-
 @attrs.frozen
 class Ending:
     """How a connection ended, as the engine saw it."""
@@ -93,22 +97,40 @@ class Ending:
     peer_close: tuple[int, str] | None = None
     """The peer's close frame: code (1005 when it had none) and reason."""
     violation: tuple[int, str] | None = None
-    """The client failed the connection: the close code it sent and why (the
-    server broke the protocol, or a message was too big)."""
+    """The client failed the connection: the close code it failed it with
+    and why (the server broke the protocol, or a message was too big)."""
+    close_sent: bool = True
+    """The client's close frame for ``violation`` went out (False: the
+    connection could no longer carry it)."""
+
+
+UNSENT = "; the connection could not carry the close frame"
 
 
 def ending_error(ending: Ending) -> TransportError:
-    """The error that reports a connection that ended this way.
+    """The error that reports a connection that ended this way. The code of
+    an error for a violation is the one the client's close frame carried:
+    when that frame could not be sent, the error says so, and claims no code
+    (``ProtocolError.code`` is None, a message too big is a 1006).
 
     Examples:
         >>> ending_error(Ending(peer_close=(1001, "bye")))
         ConnectionLost('server closed the connection (code 1001, reason \\'bye\\')')
+        >>> ending_error(Ending(violation=(1007, "invalid UTF-8"))).code
+        1007
+        >>> ending_error(Ending(violation=(1007, "invalid UTF-8"), close_sent=False)).code is None
+        True
     """
     if ending.violation is not None:
         code, why = ending.violation
+        if not ending.close_sent:
+            why += UNSENT
         if code == TOO_BIG:
-            return ConnectionLost(TOO_BIG, why)
-        return ProtocolError(f"the server broke the WebSocket protocol: {why}", code=code)
+            return ConnectionLost(TOO_BIG if ending.close_sent else 1006, why)
+        return ProtocolError(
+            f"the server broke the WebSocket protocol: {why}",
+            code=code if ending.close_sent else None,
+        )
     if ending.peer_close is not None:
         code, reason = ending.peer_close
         return ConnectionLost(code, reason or None, by_server=True)
@@ -131,13 +153,25 @@ class Engine(Protocol):
         """The handshake request to write."""
         ...
 
-    def accept(self, response: HandshakeResponse, head: bytes, rest: bytes) -> list[Message]:
-        """Take the server's 101 answer (checked already; its head as bytes) and
-        what followed it; the messages in it. Raises ProtocolError."""
+    def accept(self, response: HandshakeResponse, head: bytes, rest: bytes) -> None:
+        """Take the server's 101 answer (checked already; its head as bytes);
+        what followed it waits in ``backlog``. Raises ProtocolError."""
         ...
 
-    def receive(self, data: bytes) -> list[Message]:
-        """Parse received bytes: the complete messages in them."""
+    def receive(self, data: bytes, room: int = ROOM) -> list[Message]:
+        """Parse received bytes (and what waits in ``backlog`` before them):
+        the complete messages in them. Parsing stops once the messages reach
+        ``room`` bytes; what is left waits in ``backlog``."""
+        ...
+
+    @property
+    def backlog(self) -> bool:
+        """Bytes received earlier wait to be parsed: ``receive(b"", room)``."""
+        ...
+
+    @property
+    def failed(self) -> bool:
+        """The client failed the connection (a violation is recorded)."""
         ...
 
     def receive_eof(self) -> None: ...
@@ -174,29 +208,58 @@ def _header_bytes(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
-class _Assembly:
-    """Fragments of one message being received, under the size and fragment limits."""
+class _Inflater(Protocol):
+    """What the engine uses of a ``zlib.decompressobj()``."""
 
-    __slots__ = ("decoder", "fragments", "parts", "size", "text")
+    @property
+    def unconsumed_tail(self) -> bytes: ...
 
-    def __init__(self, text: bool) -> None:
-        self.text = text
+    def decompress(self, data: bytes, max_length: int = 0, /) -> bytes: ...
+
+
+class _Message:
+    """A message being received: its size, fragments and parts so far (text is
+    decoded as it comes, so that invalid UTF-8 fails at once)."""
+
+    __slots__ = ("decoder", "fragments", "inflate", "parts", "size")
+
+    def __init__(self, text: bool, inflate: bool) -> None:
         self.parts: list[bytes | str] = []
         self.size = 0
         self.fragments = 0
         self.decoder = codecs.getincrementaldecoder("utf-8")() if text else None
+        self.inflate = inflate
 
 
 class WebsocketsEngine:
-    """websockets' sans-I/O ``ClientProtocol`` behind the seam."""
+    """websockets' sans-I/O ``ClientProtocol`` behind the seam.
+
+    The data frames (text, binary, continuation) are parsed here, straight
+    from the received bytes: a message's size is held to the limit from its
+    frame headers, and past it once inflated, a piece at a time; text is
+    decoded as each piece arrives, so invalid UTF-8 fails the connection at
+    the first bad byte, even in the middle of a frame; and parsing stops once
+    a read has produced ``room`` bytes of messages, the rest waiting in
+    ``backlog`` until the application makes room. Control frames go, whole,
+    to websockets' protocol, which answers pings and the close frame and
+    checks them; it also frames what the client sends. Anything else a
+    server must not send fails the connection with 1002 here.
+    """
 
     __slots__ = (
-        "_assembly",
+        "_data",
         "_deflate",
-        "_exact",
+        "_done",
+        "_fin",
         "_headers",
+        "_held",
+        "_inflater",
+        "_left",
         "_max_size",
+        "_message",
         "_p",
+        "_remote_bits",
+        "_remote_reset",
         "_violation",
         "compressed",
         "extension_names",
@@ -220,24 +283,27 @@ class WebsocketsEngine:
         )
         self.compressed = False
         # Created OPEN: the handshake answer is read and checked by
-        # ``_handshake`` for every engine (the protocol's own handshake parser
-        # would also keep the answer's headers alive for the connection's life).
-        # websockets applies its limit to a compressed frame's payload too,
-        # which deflate makes a little larger than incompressible data: offering
-        # compression, the protocol gets room for that, and ``receive`` holds
-        # each message to the exact limit once inflated.
-        self._exact = compression is not None
+        # ``_handshake`` for every engine. The protocol sees only control
+        # frames (which are never larger than 125 bytes).
         self._p = ClientProtocol(
             uri,
-            extensions=[offer(self._deflate)] if self._deflate is not None else None,
+            extensions=[offer(compression)] if compression is not None else None,
             subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
             state=WS_OPEN,
-            max_size=max_size + deflate_slack(max_size) if self._exact else max_size,
+            max_size=None,
             logger=_QUIET,
         )
         self._max_size = max_size
-        self._assembly: _Assembly | None = None
+        self._data = b""  # received bytes not parsed yet
+        self._held = False  # parsing stopped for room: _data can be parsed now
+        self._left = 0  # payload bytes of the current data frame still to come
+        self._fin = False  # the current data frame ends its message
+        self._message: _Message | None = None
+        self._inflater: _Inflater | None = None
+        self._remote_bits = 15
+        self._remote_reset = False  # a new inflater for each message
         self._violation: tuple[int, str] | None = None
+        self._done = False  # nothing more is parsed: a close frame, a violation, EOF
         self.key = self._p.key
         self.pong: bytes | None = None
         self._headers = list(headers)
@@ -249,93 +315,240 @@ class WebsocketsEngine:
         self._headers = []
         return request.serialize()
 
-    def accept(self, response: HandshakeResponse, head: bytes, rest: bytes) -> list[Message]:
+    def accept(self, response: HandshakeResponse, head: bytes, rest: bytes) -> None:
         answer = response.header("sec-websocket-extensions")
         if answer and self._deflate is not None:  # the name was checked already
-            self._p.extensions = [negotiate(self._deflate, answer)]
+            agreed = negotiate(self._deflate, answer)
+            self._remote_bits = agreed.remote_max_window_bits
+            self._remote_reset = agreed.remote_no_context_takeover
+            # the protocol compresses what the client sends; it never decodes
+            # (the engine inflates the server's messages), so it holds no decoder
+            self._p.extensions = [
+                WebsocketsDeflate(
+                    True,
+                    agreed.local_no_context_takeover,
+                    agreed.remote_max_window_bits,
+                    agreed.local_max_window_bits,
+                    agreed.compress_settings,
+                )
+            ]
             self.compressed = True
-        return self.receive(rest) if rest else []
+        if rest:
+            self._data = rest
+            self._held = True  # the link parses it before its first read
 
-    def receive(self, data: bytes) -> list[Message]:
-        p = self._p
-        p.receive_data(data)
+    @property
+    def backlog(self) -> bool:
+        """Received bytes wait to be parsed (``receive(b"", room)``)."""
+        return self._held and not self._done
+
+    def receive(self, data: bytes, room: int = ROOM) -> list[Message]:
         out: list[Message] = []
-        frames: list[Frame] = p.events_received()  # type: ignore[assignment]  # OPEN: frames only
-        for frame in frames:
-            opcode = frame.opcode
-            payload: bytes = frame.data  # type: ignore[assignment]  # bytes or bytearray
-            if opcode is TEXT:
-                if frame.fin and self._assembly is None:
-                    if self._exact and len(payload) > self._max_size:
-                        self._fail(TOO_BIG, "a message exceeded max_message_size")
-                        break
+        if self._done:
+            return out
+        if self._data:
+            data = self._data + data if data else self._data
+            self._data = b""
+        self._held = False
+        end = len(data)
+        pos = 0
+        produced = 0
+        max_size = self._max_size
+        while pos < end:
+            if self._left:
+                # the payload of a data frame, as much of it as has come
+                take = self._left if self._left <= end - pos else end - pos
+                self._left -= take
+                pos += take
+                done = self._payload(data[pos - take : pos], not self._left and self._fin, out)
+                if done < 0:
+                    return out
+                produced += done
+                if produced >= room and pos < end:
+                    self._held = True
+                    break
+                continue
+            if end - pos < 2:
+                break
+            first = data[pos]
+            length = data[pos + 1]
+            if length < 126:
+                start = pos + 2
+            elif length == 126:
+                if end - pos < 4:
+                    break
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                start = pos + 10
+                if length >> 63:
+                    self._fail(1002, "a frame length with its most significant bit set")
+                    return out
+            else:
+                self._fail(1002, "a masked frame from the server")
+                return out
+            stop = start + length
+            # the common frame: a whole message in one frame, all of it here
+            if (first == 0x81 or first == 0x82) and stop <= end and self._message is None:
+                if length > max_size:
+                    self._fail(TOO_BIG, "a message exceeded max_message_size")
+                    return out
+                if first == 0x81:
                     try:
-                        out.append(payload.decode())
+                        out.append(data[start:stop].decode())
                     except UnicodeDecodeError as exc:
                         self._fail(1007, f"invalid UTF-8 in a text message ({exc.reason})")
-                        break
+                        return out
                 else:
-                    self._assembly = _Assembly(text=True)
-                    if not self._part(payload, frame.fin, out):
-                        break
-            elif opcode is BINARY:
-                if frame.fin and self._assembly is None:
-                    if self._exact and len(payload) > self._max_size:
-                        self._fail(TOO_BIG, "a message exceeded max_message_size")
-                        break
-                    out.append(bytes(payload))  # the parser may hand a bytearray
-                else:
-                    self._assembly = _Assembly(text=False)
-                    if not self._part(payload, frame.fin, out):
-                        break
-            elif opcode is CONT:
-                if not self._part(payload, frame.fin, out):
+                    out.append(data[start:stop])
+                pos = stop
+                produced += length
+                if produced >= room and pos < end:
+                    self._held = True
                     break
-            elif opcode is PONG:
-                self.pong = bytes(payload)
-            # PING: the protocol queued the pong itself; CLOSE: see ending.
+                continue
+            opcode = first & 0x0F
+            if opcode >= 0x8:
+                if opcode > 0xA:
+                    self._fail(1002, f"an unknown opcode ({opcode})")
+                    return out
+                if length > 125:
+                    self._fail(1002, "a control frame longer than 125 bytes")
+                    return out
+                if stop > end:
+                    break  # the rest of the control frame has not come yet
+                self._control(data[pos:stop])
+                if self._done:
+                    return out
+                pos = stop
+                continue
+            if opcode > 0x2:
+                self._fail(1002, f"an unknown opcode ({opcode})")
+                return out
+            if first & 0x70 and (first & 0x30 or not self.compressed or opcode == 0):
+                self._fail(1002, "reserved bits set in a frame")
+                return out
+            message = self._message
+            if opcode:
+                if message is not None:
+                    self._fail(1002, "a new message began before the last one ended")
+                    return out
+                message = self._message = _Message(opcode == 0x1, bool(first & 0x40))
+            elif message is None:
+                self._fail(1002, "a continuation frame with no message to continue")
+                return out
+            message.fragments += 1
+            if message.fragments > fragment_limit(max_size):
+                self._fail(TOO_BIG, "a message had too many fragments")
+                return out
+            if not message.inflate and message.size + length > max_size:
+                self._fail(TOO_BIG, "a message exceeded max_message_size")
+                return out
+            self._fin = first >= 0x80
+            self._left = length
+            pos = start
+            if not length:
+                done = self._payload(b"", self._fin, out)
+                if done < 0:
+                    return out
+                produced += done
+        if pos < end:
+            self._data = data[pos:]
         return out
 
-    def _part(self, data: bytes, fin: bool, out: list[Message]) -> bool:
-        """Add a fragment to the message being assembled; False if that failed
-        the connection."""
-        assembly = self._assembly
-        assert assembly is not None  # the protocol refuses a stray continuation
-        assembly.fragments += 1
-        if assembly.fragments > fragment_limit(self._max_size):
-            self._fail(TOO_BIG, "a message had too many fragments")
-            return False
-        if self._exact:
-            assembly.size += len(data)
-            if assembly.size > self._max_size:
-                self._fail(TOO_BIG, "a message exceeded max_message_size")
-                return False
-        decoder = assembly.decoder
+    def _payload(self, chunk: bytes, last: bool, out: list[Message]) -> int:
+        """Add a piece of a data frame's payload to the message; the bytes of
+        the message it completed (0 if none), or -1 if it failed the connection."""
+        message = self._message
+        assert message is not None
+        if message.inflate:
+            pieces = self._inflate(message, chunk, last)
+            if self._done:
+                return -1
+        else:
+            message.size += len(chunk)
+            pieces = [chunk]
+        decoder = message.decoder
+        parts = message.parts
         if decoder is not None:
             try:
-                text = decoder.decode(data, fin)
+                for index, piece in enumerate(pieces):
+                    text = decoder.decode(piece, last and index == len(pieces) - 1)
+                    if text:
+                        parts.append(text)
+                if last and not pieces:
+                    decoder.decode(b"", True)
             except UnicodeDecodeError as exc:
                 self._fail(1007, f"invalid UTF-8 in a text message ({exc.reason})")
-                return False
-            if text:
-                assembly.parts.append(text)
-        elif data:
-            assembly.parts.append(bytes(data))
-        if fin:
-            self._assembly = None
-            if decoder is not None:
-                out.append("".join(assembly.parts))  # type: ignore[arg-type]
-            else:
-                out.append(b"".join(assembly.parts))  # type: ignore[arg-type]
-        return True
+                return -1
+        else:
+            parts.extend(piece for piece in pieces if piece)
+        if not last:
+            return 0
+        self._message = None
+        if decoder is not None:
+            out.append(parts[0] if len(parts) == 1 else "".join(parts))  # type: ignore[arg-type]
+        else:
+            out.append(parts[0] if len(parts) == 1 else b"".join(parts))  # type: ignore[arg-type]
+        return message.size
+
+    def _inflate(self, message: _Message, chunk: bytes, last: bool) -> list[bytes]:
+        """Inflate a piece of a compressed message, never more than the limit
+        allows (a deflate bomb is refused before it inflates), in pieces of
+        ``INFLATE_STEP`` bytes (zlib hands each over without a copy)."""
+        inflater = self._inflater
+        if inflater is None:
+            inflater = self._inflater = zlib.decompressobj(wbits=-self._remote_bits)
+        pieces: list[bytes] = []
+        tail = last
+        try:
+            while True:
+                piece = inflater.decompress(chunk, INFLATE_STEP)
+                if piece:
+                    message.size += len(piece)
+                    if message.size > self._max_size:
+                        self._fail(TOO_BIG, "a message exceeded max_message_size")
+                        return pieces
+                    pieces.append(piece)
+                chunk = inflater.unconsumed_tail
+                if chunk or len(piece) == INFLATE_STEP:
+                    continue  # more to come of what was given
+                if not tail:
+                    break
+                chunk, tail = _DEFLATE_TAIL, False
+        except zlib.error as exc:
+            self._fail(1002, f"a compressed message that does not inflate ({exc})")
+            return pieces
+        if last and self._remote_reset:
+            self._inflater = None
+        return pieces
+
+    def _control(self, frame: bytes) -> None:
+        """A control frame (whole, or a header the protocol refuses): the
+        protocol answers it (pong, the close reply) or fails the connection."""
+        p = self._p
+        p.receive_data(frame)
+        for event in p.events_received():
+            if event.opcode is PONG:  # type: ignore[union-attr]  # OPEN: frames only
+                self.pong = bytes(event.data)  # type: ignore[union-attr]
+        if p.close_rcvd is not None or p.parser_exc is not None:
+            self._done = True
+            self._message = None
+            self._data = b""
 
     def _fail(self, code: int, why: str) -> None:
-        self._assembly = None
+        self._message = None
+        self._done = True
+        self._data = b""
         if self._violation is None:
             self._violation = (code, why)
-        self._p.fail(code, why)
+        self._p.fail(code, why[:REASON_MAX])
 
     def receive_eof(self) -> None:
+        self._done = True
         self._p.receive_eof()
 
     def send(self, message: Message) -> bytes:
@@ -366,21 +579,25 @@ class WebsocketsEngine:
 
     @property
     def ended(self) -> bool:
-        p = self._p
-        return p.close_rcvd is not None or p.parser_exc is not None or self._violation is not None
+        return self._done
+
+    @property
+    def failed(self) -> bool:
+        return self._violation is not None or isinstance(
+            self._p.parser_exc, WebsocketsProtocolError | UnicodeDecodeError
+        )
 
     @property
     def ending(self) -> Ending:
         p = self._p
         violation = self._violation
         if violation is None:
+            # a control frame the protocol refused (EOF is no violation)
             error = p.parser_exc
-            if isinstance(error, PayloadTooBig):
-                violation = (TOO_BIG, "a message exceeded max_message_size")
-            elif isinstance(error, WebsocketsProtocolError):
+            if isinstance(error, WebsocketsProtocolError):
                 violation = (1002, str(error))
             elif isinstance(error, UnicodeDecodeError):
-                violation = (1007, f"invalid UTF-8 ({error.reason})")
+                violation = (1007, f"invalid UTF-8 in a close reason ({error.reason})")
         peer = p.close_rcvd
         peer_close = (peer.code, peer.reason) if peer is not None else None
         return Ending(peer_close=peer_close, violation=violation)
@@ -390,14 +607,17 @@ class WsprotoEngine:
     """wsproto's ``WSConnection`` behind the seam."""
 
     __slots__ = (
-        "_assembly",
+        "_data",
         "_deflate",
         "_deflate_offer",
         "_ended",
         "_headers",
+        "_held",
         "_max_size",
+        "_message",
         "_out",
         "_peer_close",
+        "_produced",
         "_subprotocols",
         "_target",
         "_violation",
@@ -419,7 +639,7 @@ class WsprotoEngine:
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._deflate_offer = compression
         self._deflate = (
-            PerMessageDeflate(
+            WsprotoDeflate(
                 client_no_context_takeover=compression.client_no_context_takeover,
                 client_max_window_bits=compression.client_max_window_bits,
                 server_no_context_takeover=compression.server_no_context_takeover,
@@ -436,7 +656,10 @@ class WsprotoEngine:
         self._headers = list(headers)
         self._subprotocols = list(subprotocols)
         self._max_size = max_size
-        self._assembly: _Assembly | None = None
+        self._message: _Message | None = None
+        self._data = b""  # received bytes not handed to wsproto yet
+        self._held = False  # handing them stopped for room
+        self._produced = 0  # bytes of the messages completed by this receive()
         self._out: list[bytes] = []
         self._peer_close: tuple[int, str] | None = None
         self._violation: tuple[int, str] | None = None
@@ -457,7 +680,7 @@ class WsprotoEngine:
         self.key = request_key(data)
         return data
 
-    def accept(self, response: HandshakeResponse, head: bytes, rest: bytes) -> list[Message]:
+    def accept(self, response: HandshakeResponse, head: bytes, rest: bytes) -> None:
         answer = response.header("sec-websocket-extensions")
         if answer and self._deflate_offer is not None:
             negotiate(self._deflate_offer, answer)  # the same rules as the other engine
@@ -476,23 +699,43 @@ class WsprotoEngine:
             raise ProtocolError(
                 "invalid handshake response" + (" (refused by wsproto)" if rejected else "")
             )
-        return self.receive(rest) if rest else []
+        if rest:
+            self._data = rest
+            self._held = True  # the link parses it before its first read
 
-    def receive(self, data: bytes) -> list[Message]:
+    @property
+    def backlog(self) -> bool:
+        return self._held and not self._ended
+
+    @property
+    def failed(self) -> bool:
+        return self._violation is not None
+
+    def receive(self, data: bytes, room: int = ROOM) -> list[Message]:
         if self._ended:
             return []
-        if self.compressed and len(data) > INFLATE_SLICE:
-            # wsproto inflates each piece it is given whole: in slices, a
-            # deflate bomb inflates at most ~1,000 x a slice past the size limit
-            out: list[Message] = []
-            for start in range(0, len(data), INFLATE_SLICE):
-                self._ws.receive_data(data[start : start + INFLATE_SLICE])
-                out += self._events()
-                if self._ended:
-                    break
-            return out
-        self._ws.receive_data(data)
-        return self._events()
+        if self._data:
+            data = self._data + data if data else self._data
+            self._data = b""
+        self._held = False
+        self._produced = 0
+        if not self.compressed or len(data) <= INFLATE_SLICE:
+            self._ws.receive_data(data)
+            return self._events()
+        # wsproto inflates each piece it is given whole: in slices, a deflate
+        # bomb inflates at most ~1,000 x a slice past the size limit, and the
+        # slices stop once the messages fill the room
+        out: list[Message] = []
+        for start in range(0, len(data), INFLATE_SLICE):
+            if self._produced >= room:
+                self._data = data[start:]
+                self._held = True
+                break
+            self._ws.receive_data(data[start : start + INFLATE_SLICE])
+            out += self._events()
+            if self._ended:
+                break
+        return out
 
     def _events(self) -> list[Message]:
         ws = self._ws
@@ -522,7 +765,7 @@ class WsprotoEngine:
 
     def _part(self, event: TextMessage | BytesMessage, out: list[Message]) -> bool:
         data = event.data
-        assembly = self._assembly
+        assembly = self._message
         if assembly is None:
             if event.message_finished:
                 size = len(data) if type(data) is not str or data.isascii() else len(
@@ -532,8 +775,10 @@ class WsprotoEngine:
                     self._fail(TOO_BIG, "a message exceeded max_message_size")
                     return False
                 out.append(data if type(data) is str else bytes(cast(bytes, data)))
+                self._produced += size
                 return True
-            assembly = self._assembly = _Assembly(text=False)
+            # wsproto decodes text itself, as it comes
+            assembly = self._message = _Message(text=False, inflate=False)
         if type(data) is str:
             assembly.size += len(data) if data.isascii() else len(data.encode())
         else:
@@ -548,7 +793,8 @@ class WsprotoEngine:
         if data:
             assembly.parts.append(data if type(data) is str else bytes(cast(bytes, data)))
         if event.message_finished:
-            self._assembly = None
+            self._message = None
+            self._produced += assembly.size
             if isinstance(event, TextMessage):
                 out.append("".join(assembly.parts))  # type: ignore[arg-type]
             else:
@@ -556,12 +802,13 @@ class WsprotoEngine:
         return True
 
     def _fail(self, code: int, why: str) -> None:
-        self._assembly = None
+        self._message = None
+        self._data = b""
         self._ended = True
         if self._violation is None:
             self._violation = (code, why)
         if self._ws.state is ConnectionState.OPEN:
-            self._out.append(self._ws.send(CloseConnection(code=code, reason=why[:120])))
+            self._out.append(self._ws.send(CloseConnection(code=code, reason=why[:REASON_MAX])))
 
     def receive_eof(self) -> None:
         if not self._ended and self._ws.state is not ConnectionState.CLOSED:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 from typing import Protocol
 
+import attrs
 import trio
 import trio_websocket
+from websockets.frames import Close, Frame, Opcode
 
-from ._engine import TOO_BIG, Ending, Engine, ending_error, fragment_limit
+from ._engine import REASON_MAX, TOO_BIG, Ending, Engine, ending_error, fragment_limit
 from ._errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
 from ._events import Message
 from ._handshake import HandshakeResponse, HeadReader, check_upgrade, request_key
@@ -86,8 +88,15 @@ class Link(Protocol):
         """A write is under way."""
         ...
 
-    async def read(self) -> list[Message]:
-        """The next message(s); LinkEnded once nothing more will come."""
+    @property
+    def over(self) -> bool:
+        """The connection has ended for good (the peer's close, a violation,
+        the stream's end), whether or not the reader has come to it yet."""
+        ...
+
+    async def read(self, room: int) -> list[Message]:
+        """The next message(s), about ``room`` bytes of them at most (one
+        message may go past it); LinkEnded once nothing more will come."""
         ...
 
     async def write(self, message: Message) -> None:
@@ -120,6 +129,7 @@ class WireLink:
     __slots__ = (
         "_broken",
         "_engine",
+        "_fail_sent",
         "_gate",
         "_ping",
         "_ping_at",
@@ -144,6 +154,7 @@ class WireLink:
         self._gate = False  # a write holds the gate
         self._waiters: trio.lowlevel.ParkingLot | None = None  # created when first needed
         self._broken = False  # the stream failed or reached EOF
+        self._fail_sent = False  # the close frame that failed the connection went out
         self._ping: bytes | None = None
         self._ping_at = 0.0
         self._stash: list[bytes] = []  # automatic replies waiting for the gate
@@ -164,27 +175,35 @@ class WireLink:
     def gate_busy(self) -> bool:
         return self._gate
 
+    @property
+    def over(self) -> bool:
+        return self._broken or self._engine.ended
+
     # -- reading -----------------------------------------------------------------
 
-    async def read(self) -> list[Message]:
+    async def read(self, room: int) -> list[Message]:
         engine = self._engine
         while True:
-            if engine.ended:
-                if self._stash and not self.torn:
-                    # the close reply waited for a write: it goes before the end
-                    await self._send_waiting()
-                raise LinkEnded
-            try:
-                data = await self._stream.receive_some(READ)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            if not data:
-                self._broken = True
-                engine.receive_eof()
-                raise LinkEnded
-            self.rx_at = trio.current_time()
-            self.bytes_in += len(data)
-            messages = engine.receive(bytes(data) if type(data) is not bytes else data)
+            if engine.backlog:
+                # what came earlier (with the handshake answer, or past the room)
+                messages = engine.receive(b"", room)
+            else:
+                if engine.ended:
+                    if self._stash and not self.torn:
+                        # the close reply waited for a write: it goes before the end
+                        await self._send_waiting()
+                    raise LinkEnded
+                try:
+                    data = await self._stream.receive_some(READ)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                if not data:
+                    self._broken = True
+                    engine.receive_eof()
+                    raise LinkEnded
+                self.rx_at = trio.current_time()
+                self.bytes_in += len(data)
+                messages = engine.receive(bytes(data) if type(data) is not bytes else data, room)
             if engine.pong is not None:
                 self._pong()
             if not self.torn:
@@ -258,6 +277,8 @@ class WireLink:
             else:
                 data = self._engine.pending()
                 if not data:
+                    if self._engine.failed:
+                        self._fail_sent = True  # it was queued when the engine failed
                     return
             await self._send(data)
 
@@ -333,7 +354,10 @@ class WireLink:
             self._release()
 
     def outcome(self) -> TransportError:
-        return ending_error(self._engine.ending)
+        ending = self._engine.ending
+        if ending.violation is not None and not self._fail_sent:
+            ending = attrs.evolve(ending, close_sent=False)
+        return ending_error(ending)
 
     async def aclose(self) -> None:
         self._broken = True
@@ -471,8 +495,29 @@ class CountingStream(trio.abc.Stream):
         self._head: HeadReader | None = HeadReader()
         self.written = Slot()
         self.watch = FrameWatch(max_size)
+        self.fail_sent = False
+        """The close frame that failed the connection went out."""
+        self._writing = trio.Lock()  # trio-websocket's writes and the link's own
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        async with self._writing:
+            await self._send_all(data)
+
+    async def send_fail(self, code: int, reason: str) -> None:
+        """Fail the connection as RFC 6455 says: our close frame with ``code``
+        (trio-websocket only drops the stream), between trio-websocket's
+        writes, within ``ABORT_WRITE``; ``fail_sent`` says whether it went."""
+        if self.fail_sent:
+            return
+        frame = Frame(Opcode.CLOSE, Close(code, reason[:REASON_MAX]).serialize())
+        with trio.move_on_after(ABORT_WRITE):
+            async with self._writing:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.inner.send_all(frame.serialize(mask=True))
+                    self.bytes_out += len(frame.data) + 6
+                    self.fail_sent = True
+
+    async def _send_all(self, data: bytes | bytearray | memoryview) -> None:
         if not self.request:
             self.request = bytes(data)
         try:
@@ -513,6 +558,7 @@ class CountingStream(trio.abc.Stream):
             watch.feed(data)
             if watch.violation is not None:
                 # cut the server off before trio-websocket assembles the message
+                await self.send_fail(*watch.violation)
                 await trio.aclose_forcefully(self.inner)
                 return b""
         return data
@@ -578,6 +624,10 @@ class TrioWebsocketLink:
         self._close_scope: trio.CancelScope | None = None
         self._close_done = trio.Event()
         self._violation: tuple[int, str] | None = None
+        """How the client failed the connection, once known."""
+        self._self_closed = False
+        """trio-websocket sent the close frame for ``_violation`` itself (it
+        does for a message too big only)."""
         self.rtt: float | None = None
         self.torn = False
         self.torn_message: Message | None = None
@@ -603,7 +653,11 @@ class TrioWebsocketLink:
     def gate_busy(self) -> bool:
         return self._gate.locked()
 
-    async def read(self) -> list[Message]:
+    @property
+    def over(self) -> bool:
+        return self._ws.closed is not None and not self._closing
+
+    async def read(self, room: int) -> list[Message]:
         try:
             message = await self._ws.get_message()
         except trio_websocket.ConnectionClosed:
@@ -611,6 +665,8 @@ class TrioWebsocketLink:
                 # trio-websocket ends get_message() as soon as our close frame
                 # goes; the connection ends once the answer came (or close gave up)
                 await self._close_done.wait()
+            else:
+                await self._fail()
             raise LinkEnded from None
         if (
             type(message) is str
@@ -619,6 +675,7 @@ class TrioWebsocketLink:
         ):
             # trio-websocket counts characters; the limit is in bytes
             self._violation = (TOO_BIG, "a message exceeded max_message_size")
+            self._self_closed = True
             self._closing = True
             with trio.move_on_after(ABORT_WRITE):
                 await self._ws.aclose(TOO_BIG, "message too big")
@@ -632,6 +689,7 @@ class TrioWebsocketLink:
             try:
                 await self._ws.send_message(message)
             except trio_websocket.ConnectionClosed:
+                await self._fail()
                 raise LinkEnded from None
             except trio.Cancelled:
                 self.torn = True
@@ -693,7 +751,8 @@ class TrioWebsocketLink:
             self._close_done.set()
             self._stream.written.wake()
 
-    def outcome(self) -> TransportError:
+    def _failure(self) -> tuple[int, str] | None:
+        """How the client failed the connection, if it did."""
         watch = self._stream.watch
         violation = self._violation or watch.violation or watch.bad_close
         reason = self._ws.closed
@@ -705,10 +764,32 @@ class TrioWebsocketLink:
             and not self._closing
         ):
             # trio-websocket reports wsproto's refusal of the server's bytes
-            # as a close with the code the client sent (1002, 1007, 1009)
+            # as a close with the code the client is to send (1002, 1007, 1009)
             violation = (reason.code, reason.reason or "an invalid frame")
+        return violation
+
+    async def _fail(self) -> None:
+        """trio-websocket ended the connection: record whether the client
+        failed it (what comes after, such as the server's answer to its close
+        frame, changes nothing), and send the close frame trio-websocket does
+        not send when the server's bytes were invalid."""
+        if self._violation is not None:
+            return
+        violation = self._violation = self._failure()
+        if violation is None:
+            return
+        if violation[0] == TOO_BIG and self._stream.watch.violation is None:
+            self._self_closed = True  # trio-websocket's own limit: it sent 1009
+        else:
+            await self._stream.send_fail(*violation)
+
+    def outcome(self) -> TransportError:
+        violation = self._violation or self._failure()
         if violation is not None:
-            return ending_error(Ending(violation=violation))
+            sent = self._stream.fail_sent or self._self_closed
+            return ending_error(Ending(violation=violation, close_sent=sent))
+        reason = self._ws.closed
+        watch = self._stream.watch
         if reason is None or reason.code == 1006 or not watch.close_seen:
             return ending_error(Ending())
         return ending_error(Ending(peer_close=(reason.code, reason.reason or "")))

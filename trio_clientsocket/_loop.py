@@ -279,7 +279,6 @@ class Run:
                     shared.outbox,
                     shared.events,
                     shared.counters,
-                    dialed.initial,
                 )
                 counters = shared.counters
                 counters.subprotocol = dialed.subprotocol

@@ -74,13 +74,21 @@ def test_a_full_buffer_takes_messages_up_to_its_count() -> None:
 
 
 def test_a_full_buffer_takes_messages_up_to_its_bytes() -> None:
-    """Non-ASCII text counts four bytes a character; the message that crosses
-    the bound is still taken (the bound is checked before each one)."""
+    """Non-ASCII text counts four bytes a character; a message goes in only if
+    it fits whole, so the buffer never holds more than its bytes."""
     events = stream(bound=100, byte_bound=5)
-    assert events._put_messages(["é", b"xyz", "d"]) == 2  # 4, then 7: over
-    assert len(events) == 2
-    assert read_all(events) == [MessageReceived("é"), MessageReceived(b"xyz")]
-    assert events._put_messages(["d"]) == 1
+    assert events._put_messages(["é", b"xyz", "d"]) == 1  # 4, then 7: over
+    assert len(events) == 1
+    assert events._put_messages([b"x", b"y"]) == 1  # 5: full
+    assert read_all(events) == [MessageReceived("é"), MessageReceived(b"x")]
+    assert events._put_messages([b"xyz", "d"]) == 2
+
+
+def test_a_message_larger_than_the_buffer_goes_in_alone() -> None:
+    events = stream(bound=100, byte_bound=5)
+    assert events._put_messages([b"x" * 10, b"y"]) == 1
+    assert read_all(events) == [MessageReceived(b"x" * 10)]
+    assert events._put_messages([b"y"]) == 1
 
 
 def test_putting_from_an_index_skips_what_was_taken_before() -> None:

@@ -222,9 +222,11 @@ class ProtocolError(TransportError):
 
     Attributes:
         code: the close code the client failed the connection with (1002 for
-            an invalid frame, 1007 for invalid UTF-8), or None when it failed
-            during the handshake. A close frame *from* the server, whatever
-            its code, is a ``ConnectionLost``.
+            an invalid frame, 1007 for invalid UTF-8), as its close frame
+            carried it to the server; None when it failed during the
+            handshake, or when the connection could no longer carry the close
+            frame (the message then says so). A close frame *from* the
+            server, whatever its code, is a ``ConnectionLost``.
 
     Examples:
         >>> str(ProtocolError("the server's answer is not an HTTP response"))

@@ -155,6 +155,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         "_held",
         "_hold",
         "_items",
+        "_largest",
         "_late",
         "_over",
         "_readers",
@@ -165,8 +166,9 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         "_writers",
     )
 
-    def __init__(self, bound: int, byte_bound: int, hold: int) -> None:
+    def __init__(self, bound: int, byte_bound: int, hold: int, largest: int = 0) -> None:
         self._bound = bound
+        self._largest = largest  # the largest message (max_message_size)
         self._reserve = min(RESERVE, max(8, bound))
         self._byte_bound = byte_bound
         self._hold = hold  # payloads unread reports may hold, all together
@@ -302,9 +304,17 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         """Room for messages again: under half the buffer's count and bytes."""
         return (
             len(self._items) < max(1, self._bound // 2)
-            and self._bytes < self._byte_bound // 2
+            and self._bytes < max(1, self._byte_bound // 2)
             and not self._late
         )
+
+    def _room(self) -> int:
+        """Bytes of messages the reader may parse now (0 or less: none): after
+        them, a message of the largest size must still fit, so that the one a
+        read is assembling never finds the buffer full. An empty buffer takes
+        one message of any size."""
+        room = self._byte_bound - self._bytes - self._largest
+        return room if self._bytes else max(1, room)
 
     def _put_messages(self, messages: list[Message], start: int = 0, *, force: bool = False) -> int:
         """Append received messages from ``messages[start:]`` while the buffer
@@ -318,19 +328,26 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             items = self._items = deque()
         size, index, end = self._bytes, start, len(messages)
         if force and self._late:  # the reports that wait came before these messages
+            if self._skipped:  # and the count of those dropped comes before them
+                items.append(Skipped(count=self._skipped, undelivered=self._skipped_messages))
+                self._skipped = self._skipped_messages = 0
             items.extend(self._late)
             self._late = _NONE
         if not self._late:
             append = items.append
             bound, byte_bound = (end + len(items), -1) if force else (self._bound, self._byte_bound)
-            while index < end and len(items) < bound and (size < byte_bound or force):
+            while index < end and len(items) < bound:
                 message = messages[index]
-                append(received(message))
-                size += (
+                weight = (
                     len(message)
                     if type(message) is bytes or message.isascii()
                     else 4 * len(message)
                 )
+                # a message goes in whole if it fits (or the buffer holds none)
+                if size + weight > byte_bound and size and not force:
+                    break
+                append(received(message))
+                size += weight
                 index += 1
         self._bytes = size
         if not items:

@@ -32,7 +32,6 @@ class Session:
 
     __slots__ = (
         "_ended",
-        "_initial",
         "_pause_scope",
         "_resumed",
         "closing",
@@ -54,14 +53,12 @@ class Session:
         outbox: Outbox,
         events: EventStream,
         counters: Counters,
-        initial: list[Message],
     ) -> None:
         self.link = link
         self.nursery = nursery  # the connection's: its cancel scope ends the session
         self.outbox = outbox
         self.events = events
         self.counters = counters
-        self._initial = initial  # messages that came with the handshake answer
         self.failure: TransportError | None = None
         self.closing = False  # close() was called: the end is no failure
         self.writing = False  # the writer task runs
@@ -97,17 +94,25 @@ class Session:
 
     async def _reader(self) -> None:
         link, events, counters = self.link, self.events, self.counters
-        batch, self._initial = self._initial, []
         try:
             while True:
-                if batch:
-                    counters.received += len(batch)
-                    # after close(), what arrives is not delivered
-                    if not self.closing:
-                        taken = events._put_messages(batch)
-                        if taken < len(batch):
-                            await self._pause(batch, taken)
-                batch = await link.read()
+                room = events._room()
+                if room <= 0 and not self.closing:
+                    await self._pause([], 0)  # full: read nothing until there is room
+                room = max(1, events._room())
+                batch = await link.read(room)
+                if self.closing:
+                    # after close(): delivered while the buffer has room, never
+                    # waited for (the peer's close answer comes behind them)
+                    counters.received += events._put_messages(batch)
+                    continue
+                counters.received += len(batch)
+                taken = events._put_messages(batch)
+                if taken < len(batch):
+                    await self._pause(batch, taken)
+                # the application may have read them already: the next read
+                # must not keep them alive
+                del batch
         except LinkEnded:
             self._end(None)
 
@@ -120,11 +125,13 @@ class Session:
         events = self.events
         try:
             with trio.CancelScope() as self._pause_scope:
-                while taken < len(batch):
+                while True:
                     await events._wait_room()
                     if events._is_closed:
                         return
                     taken = events._put_messages(batch, taken)
+                    if taken >= len(batch):
+                        break
         finally:
             if taken < len(batch):
                 events._put_messages(batch, taken, force=True)
@@ -147,13 +154,13 @@ class Session:
         take them. It runs only while there is work: an idle socket holds no
         writer task."""
         outbox = self.outbox
-        if (
-            self.writing
-            or not outbox.items
-            or outbox.inflight is not None
-            or self._ended
-            or not self.link.writable
-        ):
+        if self.writing or not outbox.items or outbox.inflight is not None or self._ended:
+            return
+        if not self.link.writable:
+            if self.link.over:
+                # the connection is gone and the reader, paused while the
+                # application reads no events, may not come to its end
+                self._end(None)
             return
         self.writing = True
         self.nursery.start_soon(self._writer)
@@ -236,6 +243,10 @@ class Session:
             self._end(None)
         else:
             self.outbox.requeue()
+            if self.link.over:
+                # the reader may be paused (the application reads no events)
+                # and not come to the end: the session ends here
+                self._end(None)
 
     def _report_in_flight(self) -> None:
         lost = self.outbox.lose_inflight()

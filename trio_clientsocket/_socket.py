@@ -156,8 +156,10 @@ class ClientSocket:
         event_buffer: received messages buffered for ``events()``; when it is
             full the socket stops reading the network (backpressure). Default 256.
         buffer_bytes: bytes of received messages buffered for ``events()``
-            (the same backpressure); default 8 MiB. At most ``buffer_bytes +
-            max_message_size`` wait in the buffer.
+            (the same backpressure); default 8 MiB. The buffer never holds
+            more, and the socket parses the server's bytes only while a message
+            of ``max_message_size`` still fits in it: at most ``buffer_bytes +
+            max_message_size`` of received data is held, compressed or not.
         close_timeout: seconds ``close()`` and leaving the block may take to
             flush the outbox and close; default 3.
         classify: decides which failures are retried; default ``Classifier()``.
@@ -265,7 +267,9 @@ class ClientSocket:
             connect_limiter=connect_limiter,
         )
         self._outbox = Outbox(outbox_size)
-        self._events = EventStream(event_buffer, buffer_bytes, outbox_size + event_buffer)
+        self._events = EventStream(
+            event_buffer, buffer_bytes, outbox_size + event_buffer, max_message_size
+        )
         self._shared = Shared(self._outbox, self._events)
         self._run: Run | None = None  # the run send() queues for
         self._last: Run | None = None  # the current or last run, for url and repr
@@ -447,7 +451,12 @@ class ClientSocket:
         """Flush the outbox and close the connection with ``code`` and
         ``reason`` (both within ``close_timeout``), and stop reconnecting.
         Status is DISCONNECTED on return; ``open()`` works again. Idempotent.
-        Cancelled, it still closes, at once.
+        Cancelled, it still closes, at once. Messages the server sends before
+        its answer to the close frame are delivered while the event buffer has
+        room (the close never waits for the application); those that find it
+        full are dropped, and only those delivered count in
+        ``statistics().messages_received`` (the trio-websocket transport
+        delivers none of them).
 
         Raises:
             ValueError: a code an endpoint may not send (1005, 1006, 1015, or

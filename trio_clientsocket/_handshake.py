@@ -24,6 +24,7 @@ __all__ = [
     "accept_token",
     "check_upgrade",
     "request_key",
+    "secret_header",
 ]
 
 MAX_HEAD = 16384
@@ -38,14 +39,25 @@ _SECRET_HEADERS = frozenset(
 _SECRET_WORDS = ("token", "secret", "session", "auth", "key", "password", "cookie")
 
 
-def _secret(name: str) -> bool:
+def secret_header(name: str) -> bool:
+    """Whether header ``name`` (any case) may hold a secret: cookies,
+    authorization, anything named like a token, key or session. Its value is
+    hidden in reprs, and it is not sent to another origin after a redirect.
+
+    Examples:
+        >>> secret_header("X-Api-Key"), secret_header("Proxy-Authorization")
+        (True, True)
+        >>> secret_header("User-Agent"), secret_header("Sec-WebSocket-Key")
+        (False, False)
+    """
+    name = name.lower()
     return name in _SECRET_HEADERS or (
         not name.startswith("sec-websocket-") and any(w in name for w in _SECRET_WORDS)
     )
 
 
 def _redacted_headers(headers: tuple[tuple[str, str], ...]) -> str:
-    return repr(tuple((k, "***" if _secret(k) else v) for k, v in headers))
+    return repr(tuple((k, "***" if secret_header(k) else v) for k, v in headers))
 
 
 @attrs.frozen

@@ -85,6 +85,12 @@ class Target:
             return host
         return f"{host}:{self.port}"
 
+    @property
+    def origin(self) -> tuple[bool, str, int]:
+        """Scheme, host and port: a redirect that changes any of them goes to
+        another origin, where credentials are not sent."""
+        return self.secure, self.host, self.port
+
     def basic_auth(self) -> tuple[str, str] | None:
         """The ``Authorization: Basic`` header for credentials given in the URL."""
         if self.username is None:

@@ -1,11 +1,15 @@
 """Issue 19, items 7-10: what the socket sends where, and when an attempt ends.
 
 7. Credentials go to the same origin only (scheme, host and port).
+8. A header or subprotocol the HTTP layer would refuse is refused up front,
+   naming the header, never its value.
 
 Through the public API, on every transport.
 """
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 import trio
@@ -139,3 +143,74 @@ async def test_credentials_follow_a_redirect_within_the_same_origin(
     assert sent["authorization"].startswith("Basic ")
     assert sent["cookie"] == f"sid={SECRET}"
     assert sent["x-api-key"] == SECRET
+
+
+# -- 8: headers and subprotocols the HTTP layer would refuse ---------------------------
+
+BAD_VALUES = {
+    "trailing-space": f"{SECRET} ",
+    "trailing-tab": f"{SECRET}\t",
+    "leading-space": f" {SECRET}",
+    "del": f"{SECRET}\x7f",
+    "control": f"{SECRET}\x01",
+    "unit-separator": f"{SECRET}\x1f",
+    "vertical-tab": f"{SECRET}\x0bx",
+}
+
+
+@pytest.mark.parametrize("value", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_a_header_value_the_http_layer_refuses_is_refused_by_the_constructor(value: str) -> None:
+    with pytest.raises(ValueError, match=r"^invalid header 'X-Api-Key'$") as info:
+        client_socket(URL, headers={"X-Api-Key": value})
+    assert SECRET not in repr(info.value)
+
+
+@pytest.mark.parametrize("name", ["X(A)", "X/A", 'X"A', "X@A", "X\x7fA", "X[A]", "X;A"])
+def test_a_header_name_that_is_not_a_token_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match=r"^invalid header ") as info:
+        client_socket(URL, headers={name: SECRET})
+    assert SECRET not in repr(info.value)
+
+
+@pytest.mark.parametrize("subprotocol", ["a\r\nb", "chat\x00", "a\tb", "a/b", "chat\x7f", "a;b"])
+def test_a_subprotocol_that_is_not_a_token_is_refused(subprotocol: str) -> None:
+    with pytest.raises(ValueError, match=r"^subprotocols must be a sequence of tokens"):
+        client_socket(URL, subprotocols=[subprotocol])
+
+
+async def test_valid_edge_values_are_sent_as_given(autojump_clock: object) -> None:
+    headers = {"X-Inner": "a \t b", "X-Empty": "", "X-Tokenish": "!#$%&'*+-.^_`|~"}
+    async with open_mock_server() as server:
+        async with socket_to(server, headers=headers, subprotocols=["v2.chat"]) as sock:
+            await sock.wait_connected()
+    sent = server.connections[0].headers
+    assert {name: sent[name.lower()] for name in headers} == headers
+
+
+@pytest.mark.parametrize(
+    "value", [BAD_VALUES["trailing-space"], BAD_VALUES["del"], BAD_VALUES["control"]]
+)
+async def test_a_bad_header_from_a_callable_is_a_fatal_failure_naming_it(
+    value: str, caplog: pytest.LogCaptureFixture, autojump_clock: object
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with open_mock_server() as server:
+        async with socket_to(server, headers=lambda: {"X-Api-Key": value}) as sock:
+            failed = await failure(sock)
+    assert failed.retry_in is None
+    assert isinstance(failed.error, ValueError)
+    assert str(failed.error) == "invalid header 'X-Api-Key'"
+    assert server.attempts == 0  # refused before any byte went out
+    assert_clean(caplog, repr(failed), str(failed.error))
+
+
+async def test_headers_of_the_wrong_type_from_a_callable_are_a_fatal_failure(
+    autojump_clock: object,
+) -> None:
+    async with open_mock_server() as server:
+        async with socket_to(server, headers=lambda: {"X-Api-Key": 42}) as sock:
+            failed = await failure(sock)
+    assert failed.retry_in is None
+    assert isinstance(failed.error, TypeError)
+    assert str(failed.error) == "header names and values must be str (header 'X-Api-Key')"
+    assert server.attempts == 0

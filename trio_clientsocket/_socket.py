@@ -20,6 +20,7 @@ from ._compression import Deflate
 from ._dial import TRANSPORTS, DialOptions, OpenStream, tcp_opener
 from ._errors import InvalidURLError, OutboxFullError, SocketClosedError, UndeliveredError
 from ._events import Message
+from ._handshake import is_token
 from ._loop import USER_AGENT, Config, HeadersSource, Run, Shared, UrlSource, header_pairs
 from ._proxy import ProxyOption, parse_proxy
 from ._queues import EventStream, Mutex, Outbox
@@ -227,8 +228,7 @@ class ClientSocket:
         if headers is not None and not callable(headers):
             header_pairs(headers)
         if isinstance(subprotocols, str) or not all(
-            isinstance(p, str) and p and p.isascii() and "," not in p and " " not in p
-            for p in subprotocols
+            isinstance(p, str) and is_token(p) for p in subprotocols
         ):
             raise ValueError("subprotocols must be a sequence of tokens (str without , or spaces)")
         if compression is not None and not isinstance(compression, Deflate):

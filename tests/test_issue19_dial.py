@@ -3,6 +3,8 @@
 7. Credentials go to the same origin only (scheme, host and port).
 8. A header or subprotocol the HTTP layer would refuse is refused up front,
    naming the header, never its value.
+9. A non-ASCII URL is sent as RFC 3986 wants it (path and query
+   percent-encoded as UTF-8, the host as its IDNA name), or refused up front.
 
 Through the public API, on every transport.
 """
@@ -10,6 +12,7 @@ Through the public API, on every transport.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -19,10 +22,11 @@ from trio_clientsocket import (
     ClientSocket,
     Connected,
     ConnectionFailed,
+    InvalidURLError,
 )
 from trio_clientsocket.testing import MockServer, open_mock_server
 
-from .conftest import client_socket
+from .conftest import WrappedStream, client_socket
 
 pytestmark = pytest.mark.usefixtures("each_transport")
 
@@ -214,3 +218,84 @@ async def test_headers_of_the_wrong_type_from_a_callable_are_a_fatal_failure(
     assert isinstance(failed.error, TypeError)
     assert str(failed.error) == "header names and values must be str (header 'X-Api-Key')"
     assert server.attempts == 0
+
+
+# -- 9: non-ASCII URLs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("from_callable", [False, True], ids=["str", "callable"])
+async def test_a_non_ascii_path_and_query_are_sent_percent_encoded(
+    from_callable: bool, autojump_clock: object
+) -> None:
+    url = f"ws://app.test/a%20b/café/ü?token={SECRET}&name=zoë"
+    async with open_mock_server() as server:
+        async with socket_to(server, (lambda: url) if from_callable else url) as sock:
+            connected = await first(sock, Connected)
+            assert sock.url == "ws://app.test/a%20b/café/ü?token=***&name=***"
+    assert server.connections[0].path == f"/a%20b/caf%C3%A9/%C3%BC?token={SECRET}&name=zo%C3%AB"
+    assert isinstance(connected, Connected)
+    assert connected.url == "ws://app.test/a%20b/café/ü?token=***&name=***"
+
+
+class Recording(WrappedStream):
+    """Keeps what the client wrote."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        super().__init__(inner)
+        self.sent = b""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent += bytes(data)
+        await super().send_all(data)
+
+
+def recording(server: MockServer) -> tuple[list[Recording], Callable[[str], Awaitable[Recording]]]:
+    streams: list[Recording] = []
+
+    async def open_stream(url: str) -> Recording:
+        streams.append(Recording(await server.open_stream(url)))
+        return streams[-1]
+
+    return streams, open_stream
+
+
+async def test_a_non_ascii_host_is_sent_as_its_idna_name(autojump_clock: object) -> None:
+    async with open_mock_server() as server:
+        streams, open_stream = recording(server)
+        url = "ws://café.test:8080/ü"
+        async with client_socket(url, open_stream=open_stream, ping_interval=None) as sock:
+            await sock.wait_connected()
+    head = streams[0].sent.partition(b"\r\n\r\n")[0]
+    assert head.isascii()
+    lines = head.lower().split(b"\r\n")
+    assert lines[0] == b"get /%c3%bc http/1.1"
+    assert b"host: xn--caf-dma.test:8080" in lines
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ws://" + "é" * 64 + ".test/", "ws://café..test/"],
+    ids=["label-too-long", "empty-label"],
+)
+def test_a_host_idna_cannot_encode_is_refused_up_front(url: str) -> None:
+    with pytest.raises(InvalidURLError, match=r"IDNA"):
+        client_socket(url)
+
+
+async def test_a_url_that_is_not_valid_text_is_refused_without_its_secrets(
+    caplog: pytest.LogCaptureFixture, autojump_clock: object
+) -> None:
+    url = f"ws://app.test/\ud800?token={SECRET}"
+    with pytest.raises(InvalidURLError, match="not valid text") as info:
+        client_socket(url)
+    assert (
+        str(info.value)
+        == "URL 'ws://app.test/\\ud800?token=***' is not valid text (a lone surrogate)"
+    )
+    async with open_mock_server() as server:  # the same URL from a callable: fatal
+        async with socket_to(server, lambda: url) as sock:
+            failed = await failure(sock)
+    assert isinstance(failed.error, InvalidURLError)
+    assert failed.retry_in is None
+    assert server.attempts == 0
+    assert_clean(caplog, str(failed.error), repr(failed))

@@ -5,6 +5,7 @@
    naming the header, never its value.
 9. A non-ASCII URL is sent as RFC 3986 wants it (path and query
    percent-encoded as UTF-8, the host as its IDNA name), or refused up front.
+10. The ``url`` and ``headers`` callables run inside ``connect_timeout``.
 
 Through the public API, on every transport.
 """
@@ -22,6 +23,7 @@ from trio_clientsocket import (
     ClientSocket,
     Connected,
     ConnectionFailed,
+    ConnectTimeout,
     InvalidURLError,
 )
 from trio_clientsocket.testing import MockServer, open_mock_server
@@ -299,3 +301,59 @@ async def test_a_url_that_is_not_valid_text_is_refused_without_its_secrets(
     assert failed.retry_in is None
     assert server.attempts == 0
     assert_clean(caplog, str(failed.error), repr(failed))
+
+
+# -- 10: the callables run inside connect_timeout ----------------------------------------
+
+
+def hanging_once(value: object) -> Callable[[], Awaitable[object]]:
+    """An async callable that hangs on its first call and returns ``value`` after."""
+    calls = 0
+
+    async def call() -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await trio.sleep_forever()
+        return value
+
+    return call
+
+
+@pytest.mark.parametrize("which", ["url", "headers"])
+async def test_a_callable_that_hangs_times_out_and_is_retried(
+    which: str, autojump_clock: object
+) -> None:
+    async with open_mock_server() as server:
+        start = trio.current_time()
+        if which == "url":
+            sock = socket_to(server, hanging_once(URL), connect_timeout=5)
+        else:
+            sock = socket_to(server, headers=hanging_once({"X-A": "1"}), connect_timeout=5)
+        async with sock:
+            failed = await failure(sock)
+            assert trio.current_time() - start == 5
+            assert isinstance(failed.error, ConnectTimeout)
+            assert failed.retry_in == 1
+            await first(sock, Connected)
+            assert trio.current_time() - start == 6
+    assert server.attempts == 1  # the hanging attempt never reached the server
+
+
+async def test_the_callables_time_counts_against_connect_timeout(autojump_clock: object) -> None:
+    """A URL callable that takes 3 s and a handshake that takes 3 s: together
+    they exceed a 5 s connect_timeout."""
+
+    async def slow_url() -> str:
+        await trio.sleep(3)
+        return URL
+
+    async with open_mock_server() as server:
+        server.delay_handshake(3)
+        start = trio.current_time()
+        async with socket_to(server, slow_url, connect_timeout=5) as sock:
+            failed = await failure(sock)
+            assert trio.current_time() - start == 5
+            assert isinstance(failed.error, ConnectTimeout)
+            await first(sock, Connected)
+            assert trio.current_time() - start == 5 + 1 + 3

@@ -238,9 +238,9 @@ class Run:
                 return
 
     async def _prepare(self) -> tuple[Target, list[tuple[str, str]]]:
-        """Call the ``url`` and ``headers`` callables and check what they
-        return: a URL or a header that is invalid fails the attempt, fatally,
-        naming it, never a header's value."""
+        """Call the ``url`` and ``headers`` callables (inside the attempt's
+        ``connect_timeout``) and check what they return: a URL or a header that
+        is invalid fails the attempt, fatally, naming it, never a header's value."""
         try:
             url = await _resolve(self.url_source)
             given = await _resolve(self.config.headers)
@@ -255,9 +255,8 @@ class Run:
         return target, headers
 
     async def _attempt(self) -> None:
-        """One attempt: dial, then serve the session until it ends. Returns
-        when closed on request; raises the failure otherwise."""
-        target, headers = await self._prepare()
+        """One attempt: the callables, dial, then serve the session until it
+        ends. Returns when closed on request; raises the failure otherwise."""
         config, shared = self.config, self.shared
         session: Session | None = None
         try:
@@ -268,6 +267,7 @@ class Run:
                 dialed = None
                 try:
                     with trio.move_on_after(config.connect_timeout):
+                        target, headers = await self._prepare()
                         dialed = await dial(nursery, target, headers, config.dial)
                 finally:
                     if limiter is not None:

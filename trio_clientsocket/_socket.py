@@ -119,10 +119,12 @@ class ClientSocket:
             refresh a token or client id). None: stay closed until ``open()``.
         reconnect: the ``Backoff`` policy; None disables reconnecting.
             Default ``Backoff()``: 1 s doubling to 30 s, jittered, forever.
-        connect_timeout: seconds allowed for one attempt (TCP + TLS +
-            handshake); default 10. It is an option rather than the caller's
-            cancel scope because it bounds each attempt, not the whole
-            reconnecting life of the socket, which only the socket sees.
+        connect_timeout: seconds allowed for one attempt (the ``url`` and
+            ``headers`` callables + TCP + TLS + handshake); default 10. A
+            callable that hangs ends the attempt with ``ConnectTimeout``,
+            retried. It is an option rather than the caller's cancel scope
+            because it bounds each attempt, not the whole reconnecting life of
+            the socket, which only the socket sees.
         ping_interval: seconds without a byte from the server after which a
             keepalive ping goes; None disables keepalive. Default 20.
         ping_timeout: seconds after the ping goes out within which something

@@ -19,7 +19,7 @@ import trio_websocket
 from ._compression import Deflate
 from ._engine import ENGINES, Engine
 from ._errors import ConnectionLost, HandshakeRejected, ProtocolError
-from ._handshake import HandshakeResponse, HeadReader, check_upgrade
+from ._handshake import HandshakeResponse, HeadReader, check_upgrade, secret_header
 from ._link import READ, CountingStream, Link, TrioWebsocketLink, WireLink
 from ._proxy import Proxy, ProxyOption, choose_proxy, http_tunnel, socks5_tunnel
 from ._url import Target, parse_url, redirect_url
@@ -129,21 +129,22 @@ class Dialed:
 MAX_REDIRECTS = 10
 """Redirects followed in one attempt (as websockets does)."""
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_CROSS_HOST = frozenset({"authorization", "cookie"})
 
 
 def redirected(
     target: Target, headers: list[tuple[str, str]], error: HandshakeRejected
 ) -> tuple[Target, list[tuple[str, str]]]:
     """Where a 3xx answer sends the attempt, and with which headers: a
-    credential (``Authorization``, ``Cookie``, a password in the URL) goes to
-    the same host only. Raises the answer itself when it has no Location."""
+    credential (``Authorization``, a password in the URL, ``Cookie``, any
+    header whose value the socket's reprs hide) goes to the same origin only:
+    the same scheme, host and port, as browsers, requests and curl do. Raises
+    the answer itself when it has no Location."""
     location = dict(error.headers).get("location")
     if location is None:
         raise error
     new = parse_url(redirect_url(target, location))
-    if new.host != target.host:
-        headers = [(k, v) for k, v in headers if k.lower() not in _CROSS_HOST]
+    if new.origin != target.origin:
+        headers = [(k, v) for k, v in headers if not secret_header(k)]
         auth = new.basic_auth()  # given by the server itself, in the Location
         if auth is not None:
             headers.append(auth)

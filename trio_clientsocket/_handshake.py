@@ -23,7 +23,10 @@ __all__ = [
     "HeadReader",
     "accept_token",
     "check_upgrade",
+    "is_token",
     "request_key",
+    "secret_header",
+    "valid_field_value",
 ]
 
 MAX_HEAD = 16384
@@ -38,14 +41,25 @@ _SECRET_HEADERS = frozenset(
 _SECRET_WORDS = ("token", "secret", "session", "auth", "key", "password", "cookie")
 
 
-def _secret(name: str) -> bool:
+def secret_header(name: str) -> bool:
+    """Whether header ``name`` (any case) may hold a secret: cookies,
+    authorization, anything named like a token, key or session. Its value is
+    hidden in reprs, and it is not sent to another origin after a redirect.
+
+    Examples:
+        >>> secret_header("X-Api-Key"), secret_header("Proxy-Authorization")
+        (True, True)
+        >>> secret_header("User-Agent"), secret_header("Sec-WebSocket-Key")
+        (False, False)
+    """
+    name = name.lower()
     return name in _SECRET_HEADERS or (
         not name.startswith("sec-websocket-") and any(w in name for w in _SECRET_WORDS)
     )
 
 
 def _redacted_headers(headers: tuple[tuple[str, str], ...]) -> str:
-    return repr(tuple((k, "***" if _secret(k) else v) for k, v in headers))
+    return repr(tuple((k, "***" if secret_header(k) else v) for k, v in headers))
 
 
 @attrs.frozen
@@ -79,6 +93,36 @@ class HandshakeResponse:
 
 
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def is_token(text: str) -> bool:
+    """An RFC 9110 token (a header name, a subprotocol): one or more of
+    letters, digits and ``!#$%&'*+-.^_`|~``.
+
+    Examples:
+        >>> is_token("X-Api-Key"), is_token("v2.chat"), is_token("a/b"), is_token("")
+        (True, True, False, False)
+    """
+    return bool(text) and _TOKEN.issuperset(text)
+
+
+def _no_controls(value: str) -> bool:
+    return not any((c < " " and c != "\t") or c == "\x7f" for c in value)
+
+
+def valid_field_value(value: str) -> bool:
+    """An RFC 9110 field-value as a client sends it: visible characters,
+    obs-text and inner spaces and tabs; no other control character, no DEL,
+    no leading or trailing space or tab. Possibly empty. (Characters past
+    Latin-1 pass here: ``_loop.header_pairs`` refuses them on its own.)
+
+    Examples:
+        >>> valid_field_value("Bearer x"), valid_field_value("a \\t b"), valid_field_value("")
+        (True, True, True)
+        >>> valid_field_value("x "), valid_field_value("x\\x7f"), valid_field_value("x\\x01")
+        (False, False, False)
+    """
+    return _no_controls(value) and value == value.strip(" \t")
 
 
 def _tokens(value: str | None) -> list[str]:
@@ -136,12 +180,7 @@ def _parse_head(head: bytes) -> HandshakeResponse:
     headers = []
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if (
-            not colon
-            or not name
-            or not _TOKEN.issuperset(name)
-            or any((c < " " and c != "\t") or c == "\x7f" for c in value)
-        ):
+        if not colon or not is_token(name) or not _no_controls(value):
             raise ProtocolError(f"the server's answer has an invalid header line: {line[:80]!r}")
         headers.append((name.lower(), value.strip()))
     return HandshakeResponse(int(parts[1]), parts[2] if len(parts) > 2 else "", tuple(headers))

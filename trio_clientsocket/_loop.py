@@ -19,6 +19,7 @@ from ._classify import Classify
 from ._dial import DialOptions, dial
 from ._errors import AttemptError, ConnectTimeout, ProtocolError, TransportError
 from ._events import Closed, Connected, ConnectionFailed, Message
+from ._handshake import is_token, valid_field_value
 from ._queues import EventStream, Outbox
 from ._session import Session
 from ._state import ConnectionState, State, Trigger
@@ -75,8 +76,9 @@ _REMOVABLE = frozenset({"user-agent"})
 
 def header_pairs(headers: object) -> list[tuple[str, str | None]]:
     """Validate handshake headers; the (name, value) pairs (value None: leave
-    out a header the socket sends by default). Never shows a value in an
-    error: it may be a credential."""
+    out a header the socket sends by default). A name must be a token, a value
+    an RFC 9110 field-value in Latin-1 (``_handshake.valid_field_value``). Never
+    shows a value in an error: it may be a credential."""
     if headers is None:
         return []
     if isinstance(headers, str | bytes):
@@ -99,12 +101,7 @@ def header_pairs(headers: object) -> list[tuple[str, str | None]]:
             continue
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"header names and values must be str (header {name!r})")
-        if (
-            not name
-            or any(c in name for c in ":\r\n\0 \t")
-            or any(c in value for c in "\r\n\0")
-            or not name.isascii()
-        ):
+        if not is_token(name) or not valid_field_value(value):
             raise ValueError(f"invalid header {name!r}")
         if name.lower() in _RESERVED:
             raise ValueError(
@@ -241,22 +238,25 @@ class Run:
                 return
 
     async def _prepare(self) -> tuple[Target, list[tuple[str, str]]]:
+        """Call the ``url`` and ``headers`` callables (inside the attempt's
+        ``connect_timeout``) and check what they return: a URL or a header that
+        is invalid fails the attempt, fatally, naming it, never a header's value."""
         try:
             url = await _resolve(self.url_source)
-            headers = with_defaults(header_pairs(await _resolve(self.config.headers)))
+            given = await _resolve(self.config.headers)
         except Exception as exc:
             raise AttemptError(f"url or headers callable failed: {exc!r}") from exc
         self.url = url if isinstance(url, str) else repr(url)
         target = parse_url(url)
+        headers = with_defaults(header_pairs(given))
         auth = target.basic_auth()
         if auth is not None and not any(k.lower() == "authorization" for k, _ in headers):
             headers.append(auth)
         return target, headers
 
     async def _attempt(self) -> None:
-        """One attempt: dial, then serve the session until it ends. Returns
-        when closed on request; raises the failure otherwise."""
-        target, headers = await self._prepare()
+        """One attempt: the callables, dial, then serve the session until it
+        ends. Returns when closed on request; raises the failure otherwise."""
         config, shared = self.config, self.shared
         session: Session | None = None
         try:
@@ -267,6 +267,7 @@ class Run:
                 dialed = None
                 try:
                     with trio.move_on_after(config.connect_timeout):
+                        target, headers = await self._prepare()
                         dialed = await dial(nursery, target, headers, config.dial)
                 finally:
                     if limiter is not None:

@@ -20,6 +20,7 @@ from ._compression import Deflate
 from ._dial import TRANSPORTS, DialOptions, OpenStream, tcp_opener
 from ._errors import InvalidURLError, OutboxFullError, SocketClosedError, UndeliveredError
 from ._events import Message
+from ._handshake import is_token
 from ._loop import USER_AGENT, Config, HeadersSource, Run, Shared, UrlSource, header_pairs
 from ._proxy import ProxyOption, parse_proxy
 from ._queues import EventStream, Mutex, Outbox
@@ -118,10 +119,12 @@ class ClientSocket:
             refresh a token or client id). None: stay closed until ``open()``.
         reconnect: the ``Backoff`` policy; None disables reconnecting.
             Default ``Backoff()``: 1 s doubling to 30 s, jittered, forever.
-        connect_timeout: seconds allowed for one attempt (TCP + TLS +
-            handshake); default 10. It is an option rather than the caller's
-            cancel scope because it bounds each attempt, not the whole
-            reconnecting life of the socket, which only the socket sees.
+        connect_timeout: seconds allowed for one attempt (the ``url`` and
+            ``headers`` callables + TCP + TLS + handshake); default 10. A
+            callable that hangs ends the attempt with ``ConnectTimeout``,
+            retried. It is an option rather than the caller's cancel scope
+            because it bounds each attempt, not the whole reconnecting life of
+            the socket, which only the socket sees.
         ping_interval: seconds without a byte from the server after which a
             keepalive ping goes; None disables keepalive. Default 20.
         ping_timeout: seconds after the ping goes out within which something
@@ -229,8 +232,7 @@ class ClientSocket:
         if headers is not None and not callable(headers):
             header_pairs(headers)
         if isinstance(subprotocols, str) or not all(
-            isinstance(p, str) and p and p.isascii() and "," not in p and " " not in p
-            for p in subprotocols
+            isinstance(p, str) and is_token(p) for p in subprotocols
         ):
             raise ValueError("subprotocols must be a sequence of tokens (str without , or spaces)")
         if compression is not None and not isinstance(compression, Deflate):

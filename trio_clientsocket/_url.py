@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import string
 import urllib.parse
 from collections.abc import Collection
 
@@ -85,6 +86,12 @@ class Target:
             return host
         return f"{host}:{self.port}"
 
+    @property
+    def origin(self) -> tuple[bool, str, int]:
+        """Scheme, host and port: a redirect that changes any of them goes to
+        another origin, where credentials are not sent."""
+        return self.secure, self.host, self.port
+
     def basic_auth(self) -> tuple[str, str] | None:
         """The ``Authorization: Basic`` header for credentials given in the URL."""
         if self.username is None:
@@ -96,10 +103,17 @@ class Target:
 def parse_url(url: object) -> Target:
     """Validate ``url`` and split it; raise InvalidURLError with the reason.
 
+    A URL with non-ASCII characters (an IRI) becomes the URI it stands for, as
+    RFC 3987 says: the host its IDNA name, the path and query percent-encoded
+    as UTF-8 (percent escapes already there stay as they are).
+
     Examples:
         >>> t = parse_url("ws://example.com:8080/app/gxwebsocket?abc")
         >>> (t.host, t.port, t.resource, t.secure)
         ('example.com', 8080, '/app/gxwebsocket?abc', False)
+        >>> t = parse_url("ws://café.test/a%20b/ü?name=zoë")
+        >>> (t.host, t.resource)
+        ('xn--caf-dma.test', '/a%20b/%C3%BC?name=zo%C3%AB')
     """
     if not isinstance(url, str):
         raise InvalidURLError(f"URL must be a str, not {type(url).__name__}")
@@ -107,6 +121,13 @@ def parse_url(url: object) -> Target:
         raise InvalidURLError(
             f"URL {redact_url(url)!r} is empty or contains spaces or control characters"
         )
+    if not url.isascii():
+        try:
+            url.encode()
+        except UnicodeEncodeError:
+            raise InvalidURLError(
+                f"URL {redact_url(url)!r} is not valid text (a lone surrogate)"
+            ) from None
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
@@ -118,8 +139,16 @@ def parse_url(url: object) -> Target:
             f"URL {redact_url(url)!r} must start with ws:// or wss:// (for a GeneXus base "
             "URL such as http://host/app/, build the endpoint first)"
         )
-    if not parts.hostname:
+    host = parts.hostname
+    if not host:
         raise InvalidURLError(f"URL {redact_url(url)!r} has no host")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidURLError(
+                f"URL {redact_url(url)!r} has a host name that IDNA cannot encode"
+            ) from None
     if parts.fragment or url.endswith("#"):
         raise InvalidURLError(
             f"URL {redact_url(url)!r} has a #fragment, which WebSocket URLs may not have"
@@ -129,10 +158,12 @@ def parse_url(url: object) -> Target:
     resource = parts.path or "/"
     if parts.query or url.endswith("?"):
         resource += "?" + parts.query
+    if not resource.isascii():
+        resource = urllib.parse.quote(resource, safe=string.punctuation)
     return Target(
         url=url,
         secure=scheme == "wss",
-        host=parts.hostname,
+        host=host,
         port=port if port is not None else _DEFAULT_PORTS[scheme],
         resource=resource,
         username=urllib.parse.unquote(parts.username) if parts.username is not None else None,

@@ -320,8 +320,9 @@ def _target(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
         raise UsageError(str(exc)) from None
     for header in args.header:
         name, sep, value = header.partition(":")
-        if not sep or not name.strip():
-            raise UsageError(f"--header {header!r} must look like 'Name: value'")
+        if not sep or not name.strip():  # not echoed: it may be a token without its name
+            what = "has no ':'" if not sep else "has no name before its ':'"
+            raise UsageError(f"--header must look like 'Name: value'; one {what}")
         headers[name.strip()] = value.strip()
     return url, headers
 

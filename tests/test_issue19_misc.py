@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -166,22 +167,22 @@ async def test_refused_tcp_attempts_wake_wait_for() -> None:
 
 async def test_up_and_down_wake_wait_for(autojump_clock: object) -> None:
     """No connection at all: stop() and start() change nothing but ``up``."""
-    async with open_mock_server() as server, trio.open_nursery() as nursery:
-        woke: list[tuple[str, float]] = []
+    woke: list[tuple[str, float]] = []
+    async with open_mock_server() as server:
 
-        async def wait(name: str, predicate: object) -> None:
-            await server.wait_for(predicate)  # type: ignore[arg-type]
+        async def wait(name: str, predicate: Callable[[], bool]) -> None:
+            await server.wait_for(predicate)
             woke.append((name, trio.current_time()))
 
-        nursery.start_soon(wait, "down", lambda: not server.up)
-        await trio.sleep(5)
-        await server.stop()
-        await trio.sleep(5)
-        nursery.start_soon(wait, "up", lambda: server.up)
-        await trio.sleep(5)
-        await server.start()
         with trio.fail_after(3600):
-            await server.wait_for(lambda: len(woke) == 2)
+            async with trio.open_nursery() as nursery:  # ends when both waiters have woken
+                nursery.start_soon(wait, "down", lambda: not server.up)
+                await trio.sleep(5)
+                await server.stop()
+                await trio.sleep(5)
+                nursery.start_soon(wait, "up", lambda: server.up)
+                await trio.sleep(5)
+                await server.start()
     assert woke == [("down", 5.0), ("up", 15.0)]
 
 
@@ -216,8 +217,8 @@ async def test_every_recorded_change_wakes_wait_for_at_once(autojump_clock: obje
         async with trio.open_nursery() as nursery:
             for name, predicate in watched.items():
 
-                async def wait(name: str = name, predicate: object = predicate) -> None:
-                    await server.wait_for(predicate)  # type: ignore[arg-type]
+                async def wait(name: str = name, predicate: Callable[[], bool] = predicate) -> None:
+                    await server.wait_for(predicate)
                     woke[name] = trio.current_time()
 
                 nursery.start_soon(wait)

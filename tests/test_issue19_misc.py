@@ -4,7 +4,10 @@ runs with standard output closed, and reads a long line whole."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,10 +15,10 @@ from collections.abc import Callable
 import pytest
 import trio
 
-from trio_clientsocket import Backoff, genexus_endpoint
+from trio_clientsocket import Backoff, MessageReceived, NotificationInfo, genexus_endpoint
 from trio_clientsocket.testing import DEFAULT_URL, MockServer, ServerConnection, open_mock_server
 
-from .conftest import client_socket
+from .conftest import client_socket, next_event_skip
 
 SECRETS = ("pw-S3CRET", "tok-S3CRET", "frag-S3CRET")
 CLI = [sys.executable, "-m", "trio_clientsocket"]
@@ -267,11 +270,35 @@ async def test_connect_runs_with_standard_output_closed(flags: list[str]) -> Non
         assert server.connections[0].close_code == 1000
 
 
+async def test_serve_runs_with_standard_output_closed() -> None:
+    """``serve >&-``: it serves (a message is broadcast back), and SIGINT stops
+    it with exit 0, nothing on standard error."""
+    with socket.socket() as probe:  # a free port: serve cannot tell it with no output
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    closed_stdout = ["sh", "-c", 'exec "$@" >&-', "sh", *CLI]
+    command = [*closed_stdout, "serve", "--port", str(port), "--db", ":memory:"]
+    fast = Backoff(initial=0.05, maximum=0.05, jitter=0)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            run = functools.partial(trio.run_process, command, stderr=subprocess.PIPE, check=False)
+            server: trio.Process = await nursery.start(run)
+            url = f"ws://127.0.0.1:{port}/app/gxwebsocket?c1"
+            async with client_socket(url, reconnect=fast) as sock:
+                await sock.send("hello")
+                event = await next_event_skip(sock, MessageReceived)
+            assert event.notification == NotificationInfo(id="c1", object="Chat", message="hello")
+            server.send_signal(signal.SIGINT)
+            assert await server.wait() == 0
+            assert server.stderr is not None
+            assert await server.stderr.receive_some() == b""
+
+
 async def test_a_long_line_arrives_whole() -> None:
     """A 5 MB line of two-byte characters (cut across every read) with a CRLF
     end, then a short line, then a last line without a newline: each is one
     message, intact."""
-    long_line = "é" * 2_500_000 + "!"
+    long_line = "x" + "é" * 2_500_000 + "!"  # odd offsets: 64 KiB reads cut characters
     data = (long_line + "\r\n" + "short\n" + "last").encode()
     async with open_mock_server() as server:
         port = await server.listen_tcp()

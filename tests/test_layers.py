@@ -25,7 +25,8 @@ LAYERS: list[set[str]] = [
     {"_queues", "_stats"},
     {"_events", "_state", "_backoff", "_classify"},
     {"_handshake"},
-    {"_genexus", "_url", "_compression"},
+    {"_genexus"},  # shows base URLs through _url's redaction
+    {"_url", "_compression"},
     {"_errors", "_version"},
 ]
 

@@ -2,8 +2,10 @@
 GeneXus-compatible chat server). ``demo`` lives in ``_demo``.
 
 Every user error (a bad argument, a port in use, a database that cannot be
-opened, standard input that cannot be read) is one ``error: ...`` line on
-standard error and exit code 2, never a traceback.
+opened, standard input that cannot be read, standard output whose reader went
+away) is one ``error: ...`` line on standard error and exit code 2, never a
+traceback. Standard output closed from the start (``>&-``) is no error: the
+command does its job and what it would print is discarded.
 
 On a terminal (standard input and output both), ``connect`` reads lines with
 GNU readline in a worker thread: line editing, history and a ``> `` prompt,
@@ -69,7 +71,7 @@ EXIT_FATAL = 1
 """The socket gave up (a fatal failure or max attempts), or messages were left unsent."""
 EXIT_USAGE = 2
 """A bad argument (URL, header, option) or environment (port in use, database,
-unreadable input, closed output): one ``error:`` line on standard error."""
+unreadable input, output whose reader went away): one ``error:`` line on standard error."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C (SIGINT): the socket was closed cleanly (1000) first, unsent messages reported."""
 EXIT_TERMINATED = 143
@@ -81,7 +83,7 @@ exit codes:
   1    the socket gave up (a fatal failure, --max-attempts), or messages were
        left unsent
   2    bad argument or environment (URL, option, header, unreadable input,
-       closed output)
+       output whose reader went away; output closed from the start is discarded)
   130  Ctrl-C (SIGINT), 143 SIGTERM: either way the socket is closed cleanly
        (code 1000) first, and messages that could not be sent are reported
 """
@@ -286,19 +288,29 @@ def add_commands(commands: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """Run ``connect`` or ``serve``; return the process exit code."""
     try:
-        if args.command == "connect":
-            terminal = _Terminal.open(sys.stdin, sys.stdout)
-            try:
-                return trio.run(_connect, args, sys.stdout, terminal)
-            finally:
-                if terminal is not None:
-                    terminal.restore()
-        return _run_serve(args)
+        with _standard_output() as out:
+            if args.command == "connect":
+                terminal = _Terminal.open(sys.stdin, out)
+                try:
+                    return trio.run(_connect, args, out, terminal)
+                finally:
+                    if terminal is not None:
+                        terminal.restore()
+            return _run_serve(args, out)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # a Ctrl-C before or after the handlers were installed
         return EXIT_INTERRUPTED
+
+
+def _standard_output() -> contextlib.AbstractContextManager[TextIO]:
+    """Standard output; when it was closed before the start (``>&-``: Python's
+    ``sys.stdout`` is None), ``/dev/null``. Both commands still do their job
+    (``connect`` sends its input), and what they would print is discarded."""
+    if sys.stdout is not None:
+        return contextlib.nullcontext(sys.stdout)
+    return open(os.devnull, "w", encoding="utf-8")  # the caller closes it
 
 
 # -- connect: the arguments -----------------------------------------------------------
@@ -320,8 +332,9 @@ def _target(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
         raise UsageError(str(exc)) from None
     for header in args.header:
         name, sep, value = header.partition(":")
-        if not sep or not name.strip():
-            raise UsageError(f"--header {header!r} must look like 'Name: value'")
+        if not sep or not name.strip():  # not echoed: it may be a token without its name
+            what = "has no ':'" if not sep else "has no name before its ':'"
+            raise UsageError(f"--header must look like 'Name: value'; one {what}")
         headers[name.strip()] = value.strip()
     return url, headers
 
@@ -916,17 +929,25 @@ async def _send_lines(sock: ClientSocket) -> None:
         return
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     async with stdin:
-        pending = b""
-        while True:
-            data = await stdin.receive_some(65536)
-            if not data:
-                break
-            pending += data
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                await sock.send(line.rstrip(b"\r").decode("utf-8", errors="replace"))
-        if pending:
-            await sock.send(pending.rstrip(b"\r").decode("utf-8", errors="replace"))
+        # The line being read grows in place and each read is searched once:
+        # linear in the input, however long a line is.
+        line = bytearray()
+        while data := await stdin.receive_some(65536):
+            start = 0
+            while (end := data.find(b"\n", start)) != -1:
+                line += data[start:end]
+                await sock.send(_line_text(line))
+                line.clear()
+                start = end + 1
+            line += data[start:]
+        if line:
+            await sock.send(_line_text(line))
+
+
+def _line_text(line: bytearray) -> str:
+    """A line of standard input as text: carriage returns at its end dropped, invalid
+    UTF-8 as U+FFFD."""
+    return line.rstrip(b"\r").decode("utf-8", errors="replace")
 
 
 # -- serve ----------------------------------------------------------------------
@@ -952,11 +973,11 @@ class _CannotListen(UsageError):
     pass
 
 
-def _run_serve(args: argparse.Namespace) -> int:
+def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
     new_file = args.db != ":memory:" and not Path(args.db).exists()
     store, history = _open_store(args.db)
     try:
-        return trio.run(_serve, args, sys.stdout, store, history)
+        return trio.run(_serve, args, out, store, history)
     except _CannotListen:
         store.close()
         if new_file:  # leave nothing behind for a server that never ran

@@ -9,6 +9,8 @@ from typing import Any
 
 import attrs
 
+from ._url import redact_url, redacted_repr
+
 __all__ = [
     "GeneXusEndpoint",
     "NotificationInfo",
@@ -172,8 +174,9 @@ class GeneXusEndpoint:
         {'Cookie': 'GX_CLIENT_ID=abc'}
     """
 
-    url: str
-    """``ws[s]://host/base/gxwebsocket?<client_id>``."""
+    url: str = attrs.field(repr=redacted_repr)
+    """``ws[s]://host/base/gxwebsocket?<client_id>``, credentials of the base URL
+    included (the repr shows them as ``***``, as every URL is shown)."""
     client_id: str
     """The client id (generated when none was given: keep it to reuse it)."""
 
@@ -195,20 +198,25 @@ def genexus_endpoint(
     GUID is generated (``endpoint.client_id`` tells it).
 
     Raises:
-        ValueError: the base URL is not http(s)/ws(s), has a query or fragment,
-            or the client id is not a bare token.
+        ValueError: the base URL is not http(s)/ws(s), is malformed, has a query
+            or fragment, or the client id is not a bare token. The message shows
+            the base URL with its password and query values as ``***``.
 
     Examples:
         >>> genexus_endpoint("http://localhost:8080/chat", "c1", svc=True).url
         'ws://localhost:8080/chat/gxwebsocket.svc?c1'
     """
     client_id = check_client_id(client_id) if client_id is not None else new_client_id()
-    parts = urllib.parse.urlsplit(base_url)
+    shown = redact_url(base_url)
+    try:
+        parts = urllib.parse.urlsplit(base_url)
+    except ValueError:  # not shown: urllib's text may quote the netloc, password included
+        raise ValueError(f"base URL {shown!r} is malformed (urllib cannot split it)") from None
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme.lower())
     if scheme is None or not parts.netloc:
-        raise ValueError(f"base URL {base_url!r} must be http://, https://, ws:// or wss://host/...")
+        raise ValueError(f"base URL {shown!r} must be http://, https://, ws:// or wss://host/...")
     if parts.query or parts.fragment:
-        raise ValueError(f"base URL {base_url!r} must not have a query or a fragment")
+        raise ValueError(f"base URL {shown!r} must not have a query or a fragment")
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     resource = "gxwebsocket.svc" if svc else "gxwebsocket"
     url = urllib.parse.urlunsplit((scheme, parts.netloc, path + resource, client_id, ""))

@@ -71,7 +71,23 @@ DEFAULT_URL = "ws://mock.test/app/gxwebsocket?test-client"
 """The URL ``MockServer.client()`` uses when given none."""
 
 
-@attrs.define(eq=False)
+def _announce(
+    owner: MockServer | ServerConnection, attribute: object = None, value: Any = None
+) -> Any:
+    """Wake every ``MockServer.wait_for``: what ``owner`` records has changed.
+
+    The one place changes are announced. What the server records changes only
+    by assignment (a list grows by ``+=``, which assigns it again), and every
+    assignment comes here: ServerConnection's attrs ``on_setattr`` hook,
+    ``MockServer.__setattr__``; and so does the end of a handler, whose effects
+    a test may wait for. Returns ``value``, as an ``on_setattr`` hook must.
+    """
+    if owner._changed is not None:
+        owner._changed.unpark_all()
+    return value
+
+
+@attrs.define(eq=False, on_setattr=_announce)
 class ServerConnection:
     """One client connection as the server saw it: recorded for assertions.
     The server creates them (``MockServer.connections``); ``send``, ``close``,
@@ -105,6 +121,8 @@ class ServerConnection:
     _stream: trio.abc.Stream | None = attrs.field(default=None, repr=False, init=False)
     _ws: WSConnection | None = attrs.field(default=None, repr=False, init=False)
     _lock: trio.Lock = attrs.field(factory=trio.Lock, repr=False, init=False)
+    _changed: trio.lowlevel.ParkingLot | None = attrs.field(default=None, repr=False, init=False)
+    """The server's: where an assignment to this connection is announced."""
 
     @property
     def is_open(self) -> bool:
@@ -211,6 +229,7 @@ class MockServer:
         error: ErrorHandler | None = None,
         endpoint: str | None = None,
     ) -> None:
+        self._changed = trio.lowlevel.ParkingLot()  # first: every assignment announces
         self._nursery = nursery
         self.endpoint = endpoint
         self.echo = echo
@@ -240,7 +259,11 @@ class MockServer:
         self._tcp_port: int | None = None
         self._tcp_host = "127.0.0.1"
         self._tcp_ssl: ssl.SSLContext | None = None
-        self._changed = trio.lowlevel.ParkingLot()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if not name.startswith("_"):  # what it records (attempts, up...): a change
+            _announce(self)
 
     # -- what was recorded ---------------------------------------------------
 
@@ -255,7 +278,10 @@ class MockServer:
         return [c for c in self.connections if c.is_open]
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        """Wait until ``predicate()`` holds (re-checked whenever the server changes).
+        """Wait until ``predicate()`` holds. It is checked again at every change
+        the server records (an attempt, refused or not, a rejection, a
+        connection, a message, a ping, a close, ``up``) and when a handler
+        returns.
 
         Examples:
             >>> async def two_messages(server):  # doctest: +SKIP
@@ -453,7 +479,6 @@ class MockServer:
             pass
         finally:
             await trio.aclose_forcefully(stream)
-            self._changed.unpark_all()
 
     async def _serve_websocket(self, stream: trio.abc.Stream) -> None:
         ws = WSConnection(ConnectionType.SERVER)
@@ -472,7 +497,7 @@ class MockServer:
         fault = self._take_fault("reject", "redirect")
         status = fault.status if fault is not None else self._check_request(request.target)
         if status is not None:
-            self.rejected.append(status)
+            self.rejected += [status]
             headers = []
             if fault is not None and fault.kind == "redirect":
                 headers.append((b"location", fault.reason.encode()))
@@ -499,12 +524,11 @@ class MockServer:
             opened_at=trio.current_time(),
         )
         connection._stream, connection._ws = stream, ws
-        self.connections.append(connection)
-        self._changed.unpark_all()
+        connection._changed = self._changed
+        self.connections += [connection]
         failure: Exception | None = None
         try:
-            if self.opened_handler is not None:
-                await self.opened_handler(self, connection)
+            await self._handle(self.opened_handler, connection)
             fault = self._take_fault("accept_then_close")
             if fault is not None:
                 await connection.close(fault.code, fault.reason)
@@ -513,10 +537,17 @@ class MockServer:
             failure = exc
         finally:
             connection.closed_at = trio.current_time()
-        if failure is not None and self.error_handler is not None:
-            await self.error_handler(self, connection, str(failure) or type(failure).__name__)
-        if self.closed_handler is not None:
-            await self.closed_handler(self, connection)
+        if failure is not None:
+            await self._handle(
+                self.error_handler, connection, str(failure) or type(failure).__name__
+            )
+        await self._handle(self.closed_handler, connection)
+
+    async def _handle(self, handler: Callable[..., Awaitable[None]] | None, *args: Any) -> None:
+        """Run a GeneXus handler, if there is one; then announce what it did."""
+        if handler is not None:
+            await handler(self, *args)
+            _announce(self)
 
     def _check_request(self, target: str) -> int | None:
         """With ``endpoint`` set, as a GeneXus server: 404 for another path, 400
@@ -561,16 +592,13 @@ class MockServer:
                         async with connection._lock:
                             await stream.send_all(ws.send(event.response()))
                     return
-            self._changed.unpark_all()
 
     async def _on_message(self, connection: ServerConnection, message: Message) -> None:
-        connection.received.append(message)
-        self._changed.unpark_all()
+        connection.received += [message]
         if self.echo:
             await connection.send(message)
-        if self.received_handler is not None and isinstance(message, str):
-            info = NotificationInfo(message=message)
-            await self.received_handler(self, connection, info)
+        if isinstance(message, str):
+            await self._handle(self.received_handler, connection, NotificationInfo(message=message))
 
 
 @asynccontextmanager

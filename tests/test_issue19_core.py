@@ -4,6 +4,7 @@ Each failed on the code before the fix (78b22c2)."""
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import pytest
@@ -20,6 +21,7 @@ from trio_clientsocket import (
     MessageReceived,
     ProtocolError,
     Skipped,
+    SocketClosedError,
 )
 from trio_clientsocket.testing import open_mock_server
 
@@ -386,3 +388,39 @@ async def test_messages_read_after_close_begins_are_delivered_and_counted(
         assert delivered == ["late 0", "late 1", "late 2"]
     assert sock.statistics().messages_received == len(delivered)
     assert isinstance(events[-1], Closed)
+
+
+async def test_the_close_frame_goes_even_when_the_application_answers_first(
+    autojump_clock: object,
+) -> None:
+    """Autobahn 3.4 on trio-websocket: a message and an invalid frame in one
+    read; the application echoes the message as the client fails the
+    connection. The echo found the connection over and ended the session,
+    which cancelled the close frame being written: none went."""
+    sent: list[tuple[int, bytes] | None] = []
+
+    async def respond(stream: trio.abc.Stream, request: bytes) -> None:
+        data = server_frame(TEXT, b"Hello") + bytes([0xB1, 5]) + b"Hello"
+        await stream.send_all(switching(request_key(request)) + data)
+        frames = ClientFrames(stream)
+        with trio.move_on_after(5):
+            while (frame := await frames.next()) is not None:
+                sent.append(frame)
+                if frame[0] == CLOSE:
+                    break
+
+    async with raw_server(respond) as server:
+        async with client_socket(URL, open_stream=server.open_stream, **ONCE) as sock:
+            async for event in sock.events():
+                if isinstance(event, MessageReceived):
+                    with contextlib.suppress(SocketClosedError):
+                        await sock.send(event.message)
+                elif isinstance(event, ConnectionFailed):
+                    break
+    assert isinstance(event.error, ProtocolError)
+    assert event.error.code == 1002
+    assert sent
+    last = sent[-1]
+    assert last is not None
+    assert last[0] == CLOSE
+    assert close_code(last[1]) == 1002

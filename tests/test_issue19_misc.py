@@ -15,7 +15,14 @@ from collections.abc import Callable
 import pytest
 import trio
 
-from trio_clientsocket import Backoff, MessageReceived, NotificationInfo, genexus_endpoint
+from trio_clientsocket import (
+    Backoff,
+    ClientSocket,
+    InvalidURLError,
+    MessageReceived,
+    NotificationInfo,
+    genexus_endpoint,
+)
 from trio_clientsocket.testing import DEFAULT_URL, MockServer, ServerConnection, open_mock_server
 
 from .conftest import client_socket, next_event_skip
@@ -308,3 +315,24 @@ async def test_a_long_line_arrives_whole() -> None:
             await server.wait_for(lambda: len(server.received) == 3)
     assert server.received[0] == long_line
     assert server.received[1:] == ["short", "last"]
+
+
+# -- 13, found on the way: URLs that are not well formed --------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http:/alice:pw-S3CRET@h/app/?token=T0KEN-S3CRET",
+        "//alice:pw-S3CRET@h/",
+        "ws:alice:pw-S3CRET@h/",
+        "ws://alice:pw-S3CRET\uff03x@h/",  # urllib's NFKC check quotes the host part
+    ],
+)
+def test_a_malformed_url_shows_no_secret(url: str) -> None:
+    """redact_url() returned a URL without "://" as it was, and parse_url()
+    added urllib's reason, which may quote the host part, password and all."""
+    with pytest.raises(InvalidURLError) as raised:
+        ClientSocket(url)
+    assert "S3CRET" not in str(raised.value)
+    assert "S3CRET" not in repr(raised.value)

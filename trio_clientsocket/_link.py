@@ -506,11 +506,14 @@ class CountingStream(trio.abc.Stream):
     async def send_fail(self, code: int, reason: str) -> None:
         """Fail the connection as RFC 6455 says: our close frame with ``code``
         (trio-websocket only drops the stream), between trio-websocket's
-        writes, within ``ABORT_WRITE``; ``fail_sent`` says whether it went."""
+        writes, within ``ABORT_WRITE`` (shielded: the session may be ending
+        meanwhile, on a write that found the connection over); ``fail_sent``
+        says whether it went."""
         if self.fail_sent:
             return
         frame = Frame(Opcode.CLOSE, Close(code, reason[:REASON_MAX]).serialize())
-        with trio.move_on_after(ABORT_WRITE):
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + ABORT_WRITE
             async with self._writing:
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await self.inner.send_all(frame.serialize(mask=True))
@@ -628,6 +631,7 @@ class TrioWebsocketLink:
         self._self_closed = False
         """trio-websocket sent the close frame for ``_violation`` itself (it
         does for a message too big only)."""
+        self._failing: trio.Event | None = None  # set once the failure is settled
         self.rtt: float | None = None
         self.torn = False
         self.torn_message: Message | None = None
@@ -773,15 +777,22 @@ class TrioWebsocketLink:
         failed it (what comes after, such as the server's answer to its close
         frame, changes nothing), and send the close frame trio-websocket does
         not send when the server's bytes were invalid."""
+        if self._failing is not None:
+            await self._failing.wait()  # the reader or a writer is at it
+            return
         if self._violation is not None:
             return
-        violation = self._violation = self._failure()
-        if violation is None:
-            return
-        if violation[0] == TOO_BIG and self._stream.watch.violation is None:
-            self._self_closed = True  # trio-websocket's own limit: it sent 1009
-        else:
-            await self._stream.send_fail(*violation)
+        self._failing = trio.Event()
+        try:
+            violation = self._violation = self._failure()
+            if violation is None:
+                return
+            if violation[0] == TOO_BIG and self._stream.watch.violation is None:
+                self._self_closed = True  # trio-websocket's own limit: it sent 1009
+            else:
+                await self._stream.send_fail(*violation)
+        finally:
+            self._failing.set()
 
     def outcome(self) -> TransportError:
         violation = self._violation or self._failure()

@@ -157,9 +157,9 @@ class Session:
         if self.writing or not outbox.items or outbox.inflight is not None or self._ended:
             return
         if not self.link.writable:
-            if self.link.over:
+            if self.link.over and self.paused:
                 # the connection is gone and the reader, paused while the
-                # application reads no events, may not come to its end
+                # application reads no events, does not come to its end
                 self._end(None)
             return
         self.writing = True
@@ -243,9 +243,9 @@ class Session:
             self._end(None)
         else:
             self.outbox.requeue()
-            if self.link.over:
-                # the reader may be paused (the application reads no events)
-                # and not come to the end: the session ends here
+            if self.link.over and self.paused:
+                # the reader, paused while the application reads no events,
+                # does not come to the end: the session ends here
                 self._end(None)
 
     def _report_in_flight(self) -> None:

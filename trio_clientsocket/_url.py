@@ -41,7 +41,17 @@ def redact_url(url: object, visible_keys: Collection[str] = ()) -> str:
     text = str(url)
     scheme, sep, rest = text.partition("://")
     if not sep:
-        return text
+        # not a URL as it should be ("http:/u:pw@h", "//u:pw@h"): whatever
+        # stands before an "@" may be a credential, and so may the query
+        head, hash_, _ = text.partition("#")
+        head, question, query = head.partition("?")
+        head = "/".join(
+            f"***@{segment.rpartition('@')[2]}" if "@" in segment else segment
+            for segment in head.split("/")
+        )
+        if question:
+            head = f"{head}?{_hide_values(query, visible_keys)}"
+        return f"{head}#***" if hash_ else head
     cut = len(rest)
     for mark in "/?#":
         index = rest.find(mark)
@@ -132,7 +142,9 @@ def parse_url(url: object) -> Target:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidURLError(f"malformed URL {redact_url(url)!r}: {exc}") from None
+        # urllib's reason may quote the host part, password and all
+        reason = str(exc) if "@" not in str(exc) else "urllib cannot split it"
+        raise InvalidURLError(f"malformed URL {redact_url(url)!r}: {reason}") from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise InvalidURLError(

@@ -417,6 +417,7 @@ async def test_the_close_frame_goes_even_when_the_application_answers_first(
                         await sock.send(event.message)
                 elif isinstance(event, ConnectionFailed):
                     break
+    assert isinstance(event, ConnectionFailed)
     assert isinstance(event.error, ProtocolError)
     assert event.error.code == 1002
     assert sent

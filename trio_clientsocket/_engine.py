@@ -42,6 +42,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import PerMessageDeflate as WsprotoDeflate
+from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
 from wsproto.utilities import ProtocolError as WsprotoError
 
 from ._compression import Deflate, negotiate, offer
@@ -208,11 +209,68 @@ def _header_bytes(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
-class _Inflater(Protocol):
+class Inflater:
+    """The server's compressed messages (RFC 7692), inflated a piece at a time
+    under the size limit, for both engines: a deflate bomb is refused before
+    it inflates, and the output comes in pieces of at most ``INFLATE_STEP``
+    bytes (zlib hands each over without a copy). A server may end a message
+    with a final deflate block: the next message then starts a new stream
+    (one that refers back past it does not inflate, and fails the connection),
+    and nothing may follow that block within the message."""
+
+    __slots__ = ("_bits", "_reset", "_zlib")
+
+    def __init__(self, bits: int, reset: bool) -> None:
+        self._bits = bits
+        self._reset = reset  # no context takeover: a new stream for each message
+        self._zlib: _Zlib | None = None
+
+    def inflate(self, chunk: bytes, last: bool, room: int) -> list[bytes] | int:
+        """The output of ``chunk`` (and the message's end when ``last``); the
+        close code that fails the connection instead: 1009 once more than
+        ``room`` bytes come out, 1007 for data that does not inflate."""
+        inflater = self._zlib
+        if inflater is None:
+            inflater = self._zlib = zlib.decompressobj(wbits=-self._bits)
+        pieces: list[bytes] = []
+        size = 0
+        tail = last
+        while True:
+            if inflater.eof:  # the server's final block
+                if chunk and chunk is not _DEFLATE_TAIL:
+                    return 1007  # data after the end of the stream
+                break
+            try:
+                piece = inflater.decompress(chunk, INFLATE_STEP)
+            except zlib.error:
+                return 1007
+            if piece:
+                size += len(piece)
+                if size > room:
+                    return TOO_BIG
+                pieces.append(piece)
+            chunk = inflater.unconsumed_tail or inflater.unused_data
+            if chunk or len(piece) == INFLATE_STEP:
+                continue  # more to come of what was given
+            if not tail:
+                break
+            chunk, tail = _DEFLATE_TAIL, False
+        if last and (self._reset or inflater.eof):
+            self._zlib = None
+        return pieces
+
+
+class _Zlib(Protocol):
     """What the engine uses of a ``zlib.decompressobj()``."""
 
     @property
     def unconsumed_tail(self) -> bytes: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+    @property
+    def eof(self) -> bool: ...
 
     def decompress(self, data: bytes, max_length: int = 0, /) -> bytes: ...
 
@@ -231,7 +289,44 @@ class _Message:
         self.inflate = inflate
 
 
-class WebsocketsEngine:
+class _Backlog:
+    """What both engines do with received bytes they have not parsed yet: the
+    bytes that came with the handshake answer, and those left once a read's
+    messages filled the room. ``_done``: nothing more is parsed (the server's
+    close, a violation, the end of the stream)."""
+
+    __slots__ = ("_data", "_done", "_held")
+
+    def __init__(self) -> None:
+        self._data = b""  # received bytes not parsed yet
+        self._held = False  # parsing stopped for room: _data can be parsed now
+        self._done = False
+
+    def _keep(self, rest: bytes) -> None:
+        """What followed the handshake answer: the link's first read parses it."""
+        if rest:
+            self._data = rest
+            self._held = True
+
+    def _take(self, data: bytes) -> bytes:
+        """``data`` behind what waits, to parse now."""
+        if self._data:
+            data = self._data + data if data else self._data
+            self._data = b""
+        self._held = False
+        return data
+
+    @property
+    def backlog(self) -> bool:
+        """Received bytes wait to be parsed (``receive(b"", room)``)."""
+        return self._held and not self._done
+
+    @property
+    def ended(self) -> bool:
+        return self._done
+
+
+class WebsocketsEngine(_Backlog):
     """websockets' sans-I/O ``ClientProtocol`` behind the seam.
 
     The data frames (text, binary, continuation) are parsed here, straight
@@ -247,19 +342,15 @@ class WebsocketsEngine:
     """
 
     __slots__ = (
-        "_data",
         "_deflate",
         "_done",
         "_fin",
         "_headers",
-        "_held",
         "_inflater",
         "_left",
         "_max_size",
         "_message",
         "_p",
-        "_remote_bits",
-        "_remote_reset",
         "_violation",
         "compressed",
         "extension_names",
@@ -294,16 +385,12 @@ class WebsocketsEngine:
             logger=_QUIET,
         )
         self._max_size = max_size
-        self._data = b""  # received bytes not parsed yet
-        self._held = False  # parsing stopped for room: _data can be parsed now
+        super().__init__()
         self._left = 0  # payload bytes of the current data frame still to come
         self._fin = False  # the current data frame ends its message
         self._message: _Message | None = None
-        self._inflater: _Inflater | None = None
-        self._remote_bits = 15
-        self._remote_reset = False  # a new inflater for each message
+        self._inflater: Inflater | None = None  # once compression is agreed
         self._violation: tuple[int, str] | None = None
-        self._done = False  # nothing more is parsed: a close frame, a violation, EOF
         self.key = self._p.key
         self.pong: bytes | None = None
         self._headers = list(headers)
@@ -319,8 +406,9 @@ class WebsocketsEngine:
         answer = response.header("sec-websocket-extensions")
         if answer and self._deflate is not None:  # the name was checked already
             agreed = negotiate(self._deflate, answer)
-            self._remote_bits = agreed.remote_max_window_bits
-            self._remote_reset = agreed.remote_no_context_takeover
+            self._inflater = Inflater(
+                agreed.remote_max_window_bits, agreed.remote_no_context_takeover
+            )
             # the protocol compresses what the client sends; it never decodes
             # (the engine inflates the server's messages), so it holds no decoder
             self._p.extensions = [
@@ -333,23 +421,13 @@ class WebsocketsEngine:
                 )
             ]
             self.compressed = True
-        if rest:
-            self._data = rest
-            self._held = True  # the link parses it before its first read
-
-    @property
-    def backlog(self) -> bool:
-        """Received bytes wait to be parsed (``receive(b"", room)``)."""
-        return self._held and not self._done
+        self._keep(rest)
 
     def receive(self, data: bytes, room: int = ROOM) -> list[Message]:
         out: list[Message] = []
         if self._done:
             return out
-        if self._data:
-            data = self._data + data if data else self._data
-            self._data = b""
-        self._held = False
+        data = self._take(data)
         end = len(data)
         pos = 0
         produced = 0
@@ -379,6 +457,9 @@ class WebsocketsEngine:
                     break
                 length = (data[pos + 2] << 8) | data[pos + 3]
                 start = pos + 4
+                if length < 126:
+                    self._fail(1002, "a frame length not in its shortest form")
+                    return out
             elif length == 127:
                 if end - pos < 10:
                     break
@@ -386,6 +467,9 @@ class WebsocketsEngine:
                 start = pos + 10
                 if length >> 63:
                     self._fail(1002, "a frame length with its most significant bit set")
+                    return out
+                if length < 65536:
+                    self._fail(1002, "a frame length not in its shortest form")
                     return out
             else:
                 self._fail(1002, "a masked frame from the server")
@@ -455,6 +539,9 @@ class WebsocketsEngine:
                 if done < 0:
                     return out
                 produced += done
+                if produced >= room and pos < end:
+                    self._held = True
+                    break
         if pos < end:
             self._data = data[pos:]
         return out
@@ -496,39 +583,21 @@ class WebsocketsEngine:
         return message.size
 
     def _inflate(self, message: _Message, chunk: bytes, last: bool) -> list[bytes]:
-        """Inflate a piece of a compressed message, never more than the limit
-        allows (a deflate bomb is refused before it inflates), in pieces of
-        ``INFLATE_STEP`` bytes (zlib hands each over without a copy)."""
-        inflater = self._inflater
-        if inflater is None:
-            inflater = self._inflater = zlib.decompressobj(wbits=-self._remote_bits)
-        pieces: list[bytes] = []
-        tail = last
-        try:
-            while True:
-                piece = inflater.decompress(chunk, INFLATE_STEP)
-                if piece:
-                    message.size += len(piece)
-                    if message.size > self._max_size:
-                        self._fail(TOO_BIG, "a message exceeded max_message_size")
-                        return pieces
-                    pieces.append(piece)
-                chunk = inflater.unconsumed_tail
-                if chunk or len(piece) == INFLATE_STEP:
-                    continue  # more to come of what was given
-                if not tail:
-                    break
-                chunk, tail = _DEFLATE_TAIL, False
-        except zlib.error as exc:
-            self._fail(1002, f"a compressed message that does not inflate ({exc})")
-            return pieces
-        if last and self._remote_reset:
-            self._inflater = None
+        """Inflate a piece of a compressed message (see ``Inflater``)."""
+        assert self._inflater is not None  # the frame's RSV1 was checked
+        pieces = self._inflater.inflate(chunk, last, self._max_size - message.size)
+        if isinstance(pieces, int):
+            if pieces == TOO_BIG:
+                self._fail(TOO_BIG, "a message exceeded max_message_size")
+            else:
+                self._fail(pieces, "a compressed message that does not inflate")
+            return []
+        message.size += sum(map(len, pieces))
         return pieces
 
     def _control(self, frame: bytes) -> None:
-        """A control frame (whole, or a header the protocol refuses): the
-        protocol answers it (pong, the close reply) or fails the connection."""
+        """A whole control frame: the protocol answers it (pong, the close
+        reply) or fails the connection."""
         p = self._p
         p.receive_data(frame)
         for event in p.events_received():
@@ -577,9 +646,6 @@ class WebsocketsEngine:
     def writable(self) -> bool:
         return self._p.state is WS_OPEN
 
-    @property
-    def ended(self) -> bool:
-        return self._done
 
     @property
     def failed(self) -> bool:
@@ -603,16 +669,80 @@ class WebsocketsEngine:
         return Ending(peer_close=peer_close, violation=violation)
 
 
-class WsprotoEngine:
+class _WsprotoDeflate(WsprotoDeflate):
+    """wsproto's permessage-deflate (it compresses what the client sends),
+    with the parameters ``negotiate`` agreed (wsproto's own parser refuses a
+    valid ``server_max_window_bits=8``) and the server's messages inflated by
+    ``Inflater``, under the size limit (wsproto's own also loses its place in
+    a compressed message when a control frame comes between its frames)."""
+
+    def __init__(self, offer: Deflate, max_size: int) -> None:
+        super().__init__(
+            client_no_context_takeover=offer.client_no_context_takeover,
+            client_max_window_bits=offer.client_max_window_bits,
+            server_no_context_takeover=offer.server_no_context_takeover,
+            server_max_window_bits=offer.server_max_window_bits,
+        )
+        self.agreed: WebsocketsDeflate | None = None
+        """What ``negotiate`` made of the server's answer (set before wsproto
+        reads the answer)."""
+        self._max_size = max_size
+        self._inflater: Inflater | None = None
+        self._control = False  # the frame coming in is a control frame
+        self._inflating = False  # the message coming in is compressed
+        self._size = 0  # its size so far, inflated
+
+    def enabled(self) -> bool:
+        return self._inflater is not None
+
+    def finalize(self, offer: str) -> None:
+        agreed = self.agreed
+        assert agreed is not None
+        self.client_no_context_takeover = agreed.local_no_context_takeover
+        self.client_max_window_bits = agreed.local_max_window_bits
+        self._inflater = Inflater(
+            agreed.remote_max_window_bits, agreed.remote_no_context_takeover
+        )
+
+    def frame_inbound_header(
+        self, proto: object, opcode: Opcode, rsv: RsvBits, payload_length: int
+    ) -> CloseReason | RsvBits:
+        self._control = opcode.iscontrol()
+        if rsv.rsv1 and (self._control or opcode is Opcode.CONTINUATION):
+            return CloseReason.PROTOCOL_ERROR
+        if not self._control and opcode is not Opcode.CONTINUATION:
+            self._inflating = rsv.rsv1
+            self._size = 0
+        return RsvBits(True, False, False)
+
+    def frame_inbound_payload_data(self, proto: object, data: bytes) -> bytes | CloseReason:
+        if self._control or not self._inflating:
+            return data
+        return self._inflate(bytes(data), False)
+
+    def frame_inbound_complete(self, proto: object, fin: bool) -> bytes | CloseReason | None:
+        if self._control or not self._inflating or not fin:
+            return None
+        self._inflating = False
+        return self._inflate(b"", True)
+
+    def _inflate(self, data: bytes, last: bool) -> bytes | CloseReason:
+        assert self._inflater is not None
+        pieces = self._inflater.inflate(data, last, self._max_size - self._size)
+        if isinstance(pieces, int):
+            return CloseReason(pieces)
+        out = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self._size += len(out)
+        return out
+
+
+class WsprotoEngine(_Backlog):
     """wsproto's ``WSConnection`` behind the seam."""
 
     __slots__ = (
-        "_data",
         "_deflate",
         "_deflate_offer",
-        "_ended",
         "_headers",
-        "_held",
         "_max_size",
         "_message",
         "_out",
@@ -639,14 +769,7 @@ class WsprotoEngine:
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._deflate_offer = compression
         self._deflate = (
-            WsprotoDeflate(
-                client_no_context_takeover=compression.client_no_context_takeover,
-                client_max_window_bits=compression.client_max_window_bits,
-                server_no_context_takeover=compression.server_no_context_takeover,
-                server_max_window_bits=compression.server_max_window_bits,
-            )
-            if compression is not None
-            else None
+            _WsprotoDeflate(compression, max_size) if compression is not None else None
         )
         self.extension_names: tuple[str, ...] = (
             ("permessage-deflate",) if compression is not None else ()
@@ -657,13 +780,11 @@ class WsprotoEngine:
         self._subprotocols = list(subprotocols)
         self._max_size = max_size
         self._message: _Message | None = None
-        self._data = b""  # received bytes not handed to wsproto yet
-        self._held = False  # handing them stopped for room
+        super().__init__()
         self._produced = 0  # bytes of the messages completed by this receive()
         self._out: list[bytes] = []
         self._peer_close: tuple[int, str] | None = None
         self._violation: tuple[int, str] | None = None
-        self._ended = False
         self.key = ""
         self.pong: bytes | None = None
 
@@ -682,8 +803,9 @@ class WsprotoEngine:
 
     def accept(self, response: HandshakeResponse, head: bytes, rest: bytes) -> None:
         answer = response.header("sec-websocket-extensions")
-        if answer and self._deflate_offer is not None:
-            negotiate(self._deflate_offer, answer)  # the same rules as the other engine
+        if answer and self._deflate is not None and self._deflate_offer is not None:
+            # the same rules as the other engine; the extension takes what they agreed
+            self._deflate.agreed = negotiate(self._deflate_offer, answer)
         ws = self._ws
         try:
             ws.receive_data(head + b"\r\n\r\n")
@@ -699,25 +821,16 @@ class WsprotoEngine:
             raise ProtocolError(
                 "invalid handshake response" + (" (refused by wsproto)" if rejected else "")
             )
-        if rest:
-            self._data = rest
-            self._held = True  # the link parses it before its first read
-
-    @property
-    def backlog(self) -> bool:
-        return self._held and not self._ended
+        self._keep(rest)
 
     @property
     def failed(self) -> bool:
         return self._violation is not None
 
     def receive(self, data: bytes, room: int = ROOM) -> list[Message]:
-        if self._ended:
+        if self._done:
             return []
-        if self._data:
-            data = self._data + data if data else self._data
-            self._data = b""
-        self._held = False
+        data = self._take(data)
         self._produced = 0
         if not self.compressed or len(data) <= INFLATE_SLICE:
             self._ws.receive_data(data)
@@ -733,7 +846,7 @@ class WsprotoEngine:
                 break
             self._ws.receive_data(data[start : start + INFLATE_SLICE])
             out += self._events()
-            if self._ended:
+            if self._done:
                 break
         return out
 
@@ -751,15 +864,20 @@ class WsprotoEngine:
                 self.pong = bytes(event.payload)
             elif isinstance(event, CloseConnection):
                 state = ws.state
+                code = int(event.code)  # wsproto's CloseReason, or an int
                 if state is ConnectionState.REMOTE_CLOSING:
-                    self._peer_close = (event.code, event.reason or "")
+                    self._peer_close = (code, event.reason or "")
                     self._out.append(ws.send(event.response()))
                 elif state is ConnectionState.CLOSED:
-                    if event.code != 1006:  # 1006: end of stream, not a frame
-                        self._peer_close = (event.code, event.reason or "")
+                    if code != 1006:  # 1006: end of stream, not a frame
+                        self._peer_close = (code, event.reason or "")
+                elif code == TOO_BIG:  # the inflater's limit (wsproto: "error in extension")
+                    self._fail(TOO_BIG, "a message exceeded max_message_size")
+                elif event.reason == "error in extension":  # the inflater: 1007
+                    self._fail(code, "a compressed message that does not inflate")
                 else:  # wsproto found the server's bytes invalid: state unchanged
-                    self._fail(event.code, event.reason or "invalid frame")
-                self._ended = True
+                    self._fail(code, event.reason or "invalid frame")
+                self._done = True
                 break
         return out
 
@@ -804,16 +922,16 @@ class WsprotoEngine:
     def _fail(self, code: int, why: str) -> None:
         self._message = None
         self._data = b""
-        self._ended = True
+        self._done = True
         if self._violation is None:
             self._violation = (code, why)
         if self._ws.state is ConnectionState.OPEN:
             self._out.append(self._ws.send(CloseConnection(code=code, reason=why[:REASON_MAX])))
 
     def receive_eof(self) -> None:
-        if not self._ended and self._ws.state is not ConnectionState.CLOSED:
+        if not self._done and self._ws.state is not ConnectionState.CLOSED:
             self._ws.receive_data(None)
-        self._ended = True
+        self._done = True
 
     def send(self, message: Message) -> bytes:
         if type(message) is str:
@@ -836,9 +954,6 @@ class WsprotoEngine:
     def writable(self) -> bool:
         return self._ws.state is ConnectionState.OPEN
 
-    @property
-    def ended(self) -> bool:
-        return self._ended
 
     @property
     def ending(self) -> Ending:

@@ -381,7 +381,7 @@ class FrameWatch:
         "_size",
         "_skip",
         "bad_close",
-        "close_seen",
+        "close_frame",
         "violation",
     )
 
@@ -392,7 +392,7 @@ class FrameWatch:
         self._close: bytearray | None = None  # the payload of a close frame, as it comes
         self._size = 0  # bytes of the message being received
         self._fragments = 0
-        self.close_seen = False
+        self.close_frame: tuple[int, str] | None = None
         """The server sent a valid close frame."""
         self.bad_close: tuple[int, str] | None = None
         """The server's close frame was invalid: the code to fail with, and why."""
@@ -441,7 +441,7 @@ class FrameWatch:
             elif length:
                 self._close = bytearray()
             else:
-                self.close_seen = True  # no code: 1005
+                self.close_frame = self.close_frame or (1005, "")  # no code
             return
         if opcode > 0x2:
             return  # ping, pong (or invalid: trio-websocket refuses those)
@@ -464,11 +464,11 @@ class FrameWatch:
             self.bad_close = (1002, f"a close frame with the invalid code {code}")
             return
         try:
-            payload[2:].decode()
+            reason = payload[2:].decode()
         except UnicodeDecodeError:
             self.bad_close = (1007, "a close frame whose reason is not UTF-8")
             return
-        self.close_seen = True
+        self.close_frame = self.close_frame or (code, reason)
 
 
 class CountingStream(trio.abc.Stream):
@@ -755,6 +755,17 @@ class TrioWebsocketLink:
             self._close_done.set()
             self._stream.written.wake()
 
+    def _peer_closed(self) -> bool:
+        """trio-websocket's record of the end is the server's close frame (and
+        not wsproto's refusal of bytes before it, which it records the same
+        way: as a close with the code the client is to send)."""
+        reason = self._ws.closed
+        return (
+            reason is not None
+            and reason.code != 1006
+            and (int(reason.code), reason.reason or "") == self._stream.watch.close_frame
+        )
+
     def _failure(self) -> tuple[int, str] | None:
         """How the client failed the connection, if it did."""
         watch = self._stream.watch
@@ -763,13 +774,12 @@ class TrioWebsocketLink:
         if (
             violation is None
             and reason is not None
-            and not watch.close_seen
             and reason.code != 1006
             and not self._closing
+            and not self._peer_closed()
         ):
-            # trio-websocket reports wsproto's refusal of the server's bytes
-            # as a close with the code the client is to send (1002, 1007, 1009)
-            violation = (reason.code, reason.reason or "an invalid frame")
+            # wsproto refused the server's bytes (1002, 1007, 1009)
+            violation = (int(reason.code), reason.reason or "an invalid frame")
         return violation
 
     async def _fail(self) -> None:
@@ -800,10 +810,9 @@ class TrioWebsocketLink:
             sent = self._stream.fail_sent or self._self_closed
             return ending_error(Ending(violation=violation, close_sent=sent))
         reason = self._ws.closed
-        watch = self._stream.watch
-        if reason is None or reason.code == 1006 or not watch.close_seen:
+        if reason is None or not self._peer_closed():
             return ending_error(Ending())
-        return ending_error(Ending(peer_close=(reason.code, reason.reason or "")))
+        return ending_error(Ending(peer_close=(int(reason.code), reason.reason or "")))
 
     async def aclose(self) -> None:
         if self._close_scope is not None:

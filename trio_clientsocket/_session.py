@@ -282,7 +282,13 @@ class Session:
                 await self._wait_resumed()
                 continue
             if not link.writable:
-                return  # closing: the close has its own deadline
+                if self.closing:
+                    return  # close() has its own deadline
+                # the connection is ending (the server's close, or a violation)
+                # and its last frames wait on an uplink that takes nothing
+                await trio.sleep(patience)
+                self._end(None)
+                return
             alive = await self._probe(patience)
             if not alive:
                 self._end(KeepaliveTimeout(patience))

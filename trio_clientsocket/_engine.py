@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import os
 import zlib
 from collections.abc import Sequence
 from typing import Literal, Protocol, cast
@@ -26,7 +27,8 @@ import attrs
 from websockets.client import ClientProtocol
 from websockets.exceptions import ProtocolError as WebsocketsProtocolError
 from websockets.extensions.permessage_deflate import PerMessageDeflate as WebsocketsDeflate
-from websockets.frames import PONG
+from websockets.frames import PONG, Frame
+from websockets.frames import Opcode as WebsocketsOpcode
 from websockets.protocol import OPEN as WS_OPEN
 from websockets.uri import WebSocketURI
 from wsproto import ConnectionType, WSConnection
@@ -69,6 +71,8 @@ INFLATE_SLICE = 256
 best ratio is ~1,000:1, so each inflates to at most ~256 KiB."""
 INFLATE_STEP = 32768
 """Most bytes the websockets engine inflates at a time."""
+MASK_SMALL = 4096
+"""Largest payload ``client_frame`` masks itself."""
 REASON_MAX = 120
 """Characters of the reason the client's close frame gives when it fails the
 connection (a control frame holds 125 bytes; the reasons are ASCII)."""
@@ -82,6 +86,25 @@ _DEFLATE_TAIL = b"\x00\x00\xff\xff"
 _QUIET = logging.getLogger("trio_clientsocket.engine")
 _QUIET.setLevel(logging.CRITICAL + 1)
 _QUIET.propagate = False
+
+
+def client_frame(first: int, payload: bytes) -> bytes:
+    """A whole client frame (RFC 6455 5.2): ``first`` is its first byte (FIN,
+    RSV, opcode), the payload masked with a random key. Small payloads are
+    masked as one integer; larger ones by websockets' masking (in C)."""
+    size = len(payload)
+    if size > MASK_SMALL:
+        return Frame(WebsocketsOpcode(first & 0x0F), payload).serialize(mask=True)
+    mask = os.urandom(4)
+    if size < 126:
+        head = bytes((first, 0x80 | size))
+    else:
+        head = bytes((first, 0xFE, size >> 8, size & 0xFF))
+    if not size:
+        return head + mask
+    key = (mask * ((size + 3) >> 2))[:size]
+    masked = int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")
+    return head + mask + masked.to_bytes(size, "little")
 
 
 def fragment_limit(max_size: int) -> int:
@@ -351,6 +374,7 @@ class WebsocketsEngine(_Backlog):
         "_max_size",
         "_message",
         "_p",
+        "_queued",
         "_violation",
         "compressed",
         "extension_names",
@@ -385,6 +409,7 @@ class WebsocketsEngine(_Backlog):
             logger=_QUIET,
         )
         self._max_size = max_size
+        self._queued = False  # the protocol queued bytes (a pong, a close frame)
         super().__init__()
         self._left = 0  # payload bytes of the current data frame still to come
         self._fin = False  # the current data frame ends its message
@@ -600,6 +625,7 @@ class WebsocketsEngine(_Backlog):
         reply) or fails the connection."""
         p = self._p
         p.receive_data(frame)
+        self._queued = True
         for event in p.events_received():
             if event.opcode is PONG:  # type: ignore[union-attr]  # OPEN: frames only
                 self.pong = bytes(event.data)  # type: ignore[union-attr]
@@ -615,6 +641,7 @@ class WebsocketsEngine(_Backlog):
         if self._violation is None:
             self._violation = (code, why)
         self._p.fail(code, why[:REASON_MAX])
+        self._queued = True
 
     def receive_eof(self) -> None:
         self._done = True
@@ -622,6 +649,10 @@ class WebsocketsEngine(_Backlog):
 
     def send(self, message: Message) -> bytes:
         p = self._p
+        if not self.compressed:  # framed here: the protocol adds nothing to it
+            if type(message) is str:
+                return client_frame(0x81, message.encode())
+            return client_frame(0x82, cast(bytes, message))
         if type(message) is str:
             p.send_text(message.encode())
         else:
@@ -640,6 +671,9 @@ class WebsocketsEngine(_Backlog):
         return b"".join(self._p.data_to_send())
 
     def pending(self) -> bytes:
+        if not self._queued:
+            return b""
+        self._queued = False
         return b"".join(self._p.data_to_send())
 
     @property

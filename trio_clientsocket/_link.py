@@ -132,6 +132,7 @@ class WireLink:
 
     __slots__ = (
         "_broken",
+        "_drained",
         "_engine",
         "_fail_sent",
         "_fd",
@@ -165,6 +166,7 @@ class WireLink:
             else -1
         )
         self._ready = 0  # calls since the last schedule point
+        self._drained = False  # the last read took all the socket had
         self._gate = False  # a write holds the gate
         self._waiters: trio.lowlevel.ParkingLot | None = None  # created when first needed
         self._broken = False  # the stream failed or reached EOF
@@ -219,14 +221,14 @@ class WireLink:
                 self._pong()
             if not self.torn:
                 # pongs, the close reply, our close after a violation
-                if not self._gate:
-                    await self._flush()
-                else:
-                    # a write holds the gate: it sends these after its frame; the
-                    # reader stops reading while too much waits (a ping flood
-                    # against a blocked uplink must not grow memory without bound)
-                    out = engine.pending()
-                    if out:
+                out = engine.pending()
+                if out:
+                    if not self._gate:
+                        await self._flush(out)
+                    else:
+                        # a write holds the gate: it sends these after its frame;
+                        # the reader stops reading while too much waits (a ping
+                        # flood against a blocked uplink must not grow memory)
                         self._stash.append(out)
                         self._stashed += len(out)
                         if self._stashed > STASH_MAX:
@@ -242,20 +244,33 @@ class WireLink:
                 return await self._stream.receive_some(READ)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return b""
-        await trio.lowlevel.checkpoint_if_cancelled()
+        # The last read took all there was: wait before reading again (a read
+        # that finds nothing costs more than the wait).
+        waited = self._drained
+        if waited:
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            except trio.ClosedResourceError:  # the link was closed meanwhile
+                return b""
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
                 data = os.read(fd, READ)
             except BlockingIOError:
-                self._ready = 0
+                waited = True
                 try:
                     await trio.lowlevel.wait_readable(fd)
-                except trio.ClosedResourceError:  # the link was closed meanwhile
+                except trio.ClosedResourceError:
                     return b""
                 continue
             except OSError:  # reset by the peer
                 return b""
-            await self._schedule()
+            self._drained = len(data) < READ
+            if waited:
+                self._ready = 0
+            else:
+                await self._schedule()
             return data
 
     async def _schedule(self) -> None:
@@ -288,11 +303,13 @@ class WireLink:
         else:
             self._gate = False
 
-    async def _flush(self) -> None:
-        """Write what the engine queued by itself (gate taken here)."""
+    async def _flush(self, out: bytes) -> None:
+        """Write ``out``, which the engine queued by itself, and what it queues
+        meanwhile (gate taken here)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         self._gate = True
         try:
+            await self._send(out)
             await self._send_pending()
         except LinkEnded:
             pass
@@ -320,7 +337,8 @@ class WireLink:
             else:
                 data = self._engine.pending()
                 if not data:
-                    if self._engine.failed:
+                    engine = self._engine
+                    if engine.ended and engine.failed:
                         self._fail_sent = True  # it was queued when the engine failed
                     return
             await self._send(data)

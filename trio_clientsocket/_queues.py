@@ -261,11 +261,8 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             ...     return await sock.events().receive()
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        try:
+        if self._ready_to_receive():
             event = self.receive_nowait()
-        except trio.WouldBlock:
-            pass
-        else:
             self._ready += 1
             if self._ready >= SCHEDULE_EVERY:
                 self._ready = 0
@@ -276,10 +273,20 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             self._readers = trio.lowlevel.ParkingLot()
         while True:  # waiting is the schedule point: no second one once woken
             await self._readers.park()
-            try:
+            if self._ready_to_receive():
                 return self.receive_nowait()
-            except trio.WouldBlock:
-                continue
+
+    def _ready_to_receive(self) -> bool:
+        """``receive_nowait()`` would not raise ``WouldBlock`` (an exception
+        on every wait costs more than this check)."""
+        return bool(
+            self._items
+            or self._skipped
+            or self._late
+            or self._closed
+            or self._over
+            or self._discard
+        )
 
     async def aclose(self) -> None:
         """Stop reading: buffered and later events are discarded, and the socket

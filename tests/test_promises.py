@@ -10,23 +10,29 @@ transport matters; the mock clock where time matters.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import trio
 import trio.testing
 
 from trio_clientsocket import (
+    Backoff,
     ClientSocket,
+    Connected,
     ConnectionFailed,
     ConnectionLost,
     ConnectTimeout,
+    HandshakeRejected,
     KeepaliveTimeout,
     MessageReceived,
     OutboxFullError,
+    ProtocolError,
     Status,
 )
 from trio_clientsocket.testing import MockServer, open_mock_server
 
-from ._hostile_helpers import raw_server, request_key, server_frame, switching
+from ._hostile_helpers import Respond, drain, raw_server, request_key, server_frame, switching
 from .conftest import client_socket, next_event_skip
 
 URL = "ws://app.test/app/gxwebsocket?client-1"
@@ -274,3 +280,292 @@ async def test_a_server_close_with_1009_is_reported_with_its_code_by_the_server(
         "too big for me",
         True,
     )
+
+
+# -- the handshake answer ----------------------------------------------------------------
+
+
+async def early_hints_then_switch(stream: trio.abc.Stream, request: bytes) -> None:
+    await stream.send_all(b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n")
+    await stream.send_all(switching(request_key(request)))
+    await trio.sleep_forever()
+
+
+@EACH
+async def test_103_early_hints_before_the_101_are_skipped(autojump_clock: object) -> None:
+    """resilience.md: "Informational answers (`100 Continue`, `103 Early
+    Hints`) before the 101 are skipped" (100 is tested in test_hostile.py)."""
+    async with raw_server(early_hints_then_switch) as server:
+        async with client_socket(URL, open_stream=server.open_stream, reconnect=None) as sock:
+            connected = await sock.events().receive()
+            assert isinstance(connected, Connected), connected
+            assert connected.response is not None
+            assert connected.response.status == 101
+            assert connected.response.header("link") is None  # the 103's, not the answer's
+    assert server.attempts == 1
+
+
+def answer_with_a_head_of(size: int) -> Respond:
+    """A valid 101 answer whose status line and headers take ``size`` bytes."""
+
+    async def respond(stream: trio.abc.Stream, request: bytes) -> None:
+        head = switching(request_key(request))[: -len(b"\r\n\r\n")] + b"\r\nX-Pad: "
+        await stream.send_all(head + b"p" * (size - len(head)) + b"\r\n\r\n")
+        await trio.sleep_forever()
+
+    return respond
+
+
+@EACH
+@pytest.mark.parametrize(("size", "connects"), [(16 * 1024, True), (16 * 1024 + 1, False)])
+async def test_the_answer_headers_may_take_16_kib_and_no_more(
+    size: int, connects: bool, autojump_clock: object
+) -> None:
+    """security.md: "The handshake answer's headers may take 16 KiB; a longer
+    head is a `ProtocolError`"; resilience.md: "headers over 16 KiB |
+    `ProtocolError` | yes" (retried)."""
+    async with raw_server(answer_with_a_head_of(size)) as server:
+        async with client_socket(URL, open_stream=server.open_stream) as sock:
+            event = await sock.events().receive()
+    if connects:
+        assert isinstance(event, Connected), event
+        return
+    assert isinstance(event, ConnectionFailed), event
+    assert isinstance(event.error, ProtocolError)
+    assert event.error.code is None  # in the handshake: no close frame
+    assert "16384" in str(event.error)
+    assert event.retry_in is not None
+    assert trio.current_time() == 0.0
+
+
+async def unavailable_with_an_endless_body(stream: trio.abc.Stream, request: bytes) -> None:
+    await stream.send_all(b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for _ in range(100_000):  # bounded: 1000 s of mock time
+        await stream.send_all(b"1000\r\n" + b"x" * 4096 + b"\r\n")
+        await trio.sleep(0.01)
+
+
+@EACH
+async def test_a_retried_rejection_is_decided_by_its_status_line_not_its_body(
+    autojump_clock: object,
+) -> None:
+    """resilience.md: "HTTP 5xx, 408, 429 in the handshake (the status line
+    decides; the body is not read) | `HandshakeRejected` | yes"; reference,
+    HandshakeRejected: "the socket does not wait for the body". (The fatal
+    401 case is in test_hostile.py.)"""
+    async with raw_server(unavailable_with_an_endless_body) as server:
+        async with client_socket(URL, open_stream=server.open_stream) as sock:
+            failed = await next_event_skip(sock, ConnectionFailed)
+            assert trio.current_time() == 0.0  # not connect_timeout, not the body's end
+            assert isinstance(failed.error, HandshakeRejected)
+            assert failed.error.status_code == 503
+            assert failed.retry_in is not None
+            await next_event_skip(sock, ConnectionFailed)  # and it tries again
+    assert server.attempts >= 2
+
+
+# -- secrets and logging -------------------------------------------------------------------
+
+SECRETS = ("PW-S3CRET", "TOKEN-S3CRET", "KEY-S3CRET", "BEARER-S3CRET", "BODY-S3CRET")
+
+
+@EACH
+async def test_header_values_and_message_bodies_never_appear_in_any_log_record(
+    caplog: pytest.LogCaptureFixture, autojump_clock: object
+) -> None:
+    """security.md: "Header values never appear anywhere ... The websockets
+    library's own debug log, which would show the request line, is not used";
+    "each failed attempt at WARNING (with the redacted URL); message bodies
+    are never logged"; "status changes at INFO". Every logger, at DEBUG, on
+    every transport (test_secrets.py scans the default transport)."""
+    caplog.set_level(logging.DEBUG)
+    url = "ws://alice:PW-S3CRET@app.test/app/gxwebsocket?client-1&token=TOKEN-S3CRET"
+    headers = {"X-Api-Key": "KEY-S3CRET", "Authorization": "Bearer BEARER-S3CRET"}
+    async with open_mock_server(echo=True) as server:
+        server.refuse(1)
+        server.reject(503)
+        options = {"headers": headers, "ping_interval": 1, "ping_timeout": 1}
+        async with to(server, url, **options) as sock:
+            await sock.wait_connected()
+            await sock.send("BODY-S3CRET out")
+            await server.connections[0].send("BODY-S3CRET in")
+            while (await next_event_skip(sock, MessageReceived)).message != "BODY-S3CRET in":
+                pass
+            await trio.sleep(3)  # keepalive pings and pongs
+            await server.close_all(1011, "restarting")
+            await next_event_skip(sock, Connected)
+    assert server.connections[0].headers["x-api-key"] == "KEY-S3CRET"  # they were sent
+    for record in caplog.records:
+        for secret in SECRETS:
+            assert secret not in record.getMessage(), (record.name, record.getMessage())
+        assert not record.name.startswith("websockets"), record.getMessage()
+    ours = [r for r in caplog.records if r.name == "trio_clientsocket"]
+    redacted = "ws://alice:***@app.test/app/gxwebsocket?client-1&token=***"
+    warnings = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
+    assert len(warnings) >= 2  # the refusal and the 503, at least
+    assert all(redacted in text for text in warnings[:2]), warnings
+    infos = [r.getMessage() for r in ours if r.levelno == logging.INFO]
+    assert any("Connected" in text for text in infos), infos
+    assert any("Disconnected" in text for text in infos), infos
+
+
+@EACH
+async def test_a_rejection_shows_no_header_value_of_the_server_in_its_text(
+    autojump_clock: object,
+) -> None:
+    """security.md: "Reprs ... event fields ... exception messages ... Header
+    values never appear anywhere"; reference, HandshakeResponse: "Its repr
+    hides the values of headers that may hold secrets". A 401 that sets a
+    cookie: its text and the event's say nothing of it (the values stay
+    readable in ``HandshakeRejected.headers``)."""
+
+    async def unauthorized(stream: trio.abc.Stream, request: bytes) -> None:
+        await stream.send_all(
+            b"HTTP/1.1 401 Unauthorized\r\nSet-Cookie: sid=TOKEN-S3CRET\r\n"
+            b"X-Auth-Token: KEY-S3CRET\r\nContent-Length: 0\r\n\r\n"
+        )
+        await trio.sleep_forever()
+
+    async with raw_server(unauthorized) as server:
+        async with client_socket(URL, open_stream=server.open_stream) as sock:
+            failed = await next_event_skip(sock, ConnectionFailed)
+    assert isinstance(failed.error, HandshakeRejected)
+    assert failed.retry_in is None
+    assert ("set-cookie", "sid=TOKEN-S3CRET") in failed.error.headers
+    for text in (repr(failed), str(failed), repr(failed.error), str(failed.error)):
+        for secret in SECRETS:
+            assert secret not in text, text
+
+
+# -- the life of a socket ---------------------------------------------------------------
+
+
+@EACH
+async def test_after_a_redirect_the_next_reconnect_starts_from_the_url_given(
+    autojump_clock: object,
+) -> None:
+    """security.md, redirects: "`Connected.url` shows where the connection
+    went; the next reconnect starts from the URL given again"."""
+    async with open_mock_server() as server:
+        server.redirect("ws://app.test/moved/gxwebsocket?client-1")
+        async with to(server, "ws://app.test/start/gxwebsocket?client-1") as sock:
+            first = await next_event_skip(sock, Connected)
+            assert first.url == "ws://app.test/moved/gxwebsocket?client-1"
+            await server.drop_all()
+            again = await next_event_skip(sock, Connected)
+            assert again.url == "ws://app.test/start/gxwebsocket?client-1"
+    assert [c.path for c in server.connections] == [
+        "/moved/gxwebsocket?client-1",
+        "/start/gxwebsocket?client-1",
+    ]
+    assert server.rejected == [302]
+
+
+@EACH
+@pytest.mark.parametrize("proxy", [True, "http://127.0.0.1:9", "socks5h://127.0.0.1:9"])
+async def test_no_proxy_is_used_with_open_stream(
+    proxy: bool | str, monkeypatch: pytest.MonkeyPatch, autojump_clock: object
+) -> None:
+    """reference, ClientSocket ``proxy``: "Not used with ``open_stream``" (the
+    environment names a proxy that does not exist)."""
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with open_mock_server() as server:
+        async with to(server, proxy=proxy, reconnect=None) as sock:
+            event = await sock.events().receive()
+    assert isinstance(event, Connected), event
+    assert server.attempts == 1
+
+
+@EACH
+async def test_open_returns_at_once_and_url_shows_each_attempt_redacted(
+    autojump_clock: object,
+) -> None:
+    """reference, ``open()``: "Returns at once; `Connected` or
+    `ConnectionFailed` tell how it went"; ``url``: "The URL of the current
+    (or last) attempt, for display: a password and query values are shown as
+    ``***``. None before any attempt"; ``raw_url``: "as it is, secrets
+    included"."""
+    async with open_mock_server() as server:
+        server.delay_handshake(5)
+        async with to(server, None) as sock:
+            assert (sock.url, sock.raw_url) == (None, None)
+            await sock.open("ws://bob:pw@app.test/a?client-1&token=t0k")
+            assert trio.current_time() == 0.0  # not after the 5 s handshake
+            assert sock.url == "ws://bob:***@app.test/a?client-1&token=***"
+            assert sock.raw_url == "ws://bob:pw@app.test/a?client-1&token=t0k"
+            await sock.wait_connected()
+            assert trio.current_time() == 5.0
+            await sock.open("ws://other.test/b?key=k3y")
+            assert sock.url == "ws://other.test/b?key=***"
+            assert sock.raw_url == "ws://other.test/b?key=k3y"
+
+
+@EACH
+async def test_open_of_another_url_reports_closed_as_the_last_event_of_the_connection(
+    autojump_clock: object,
+) -> None:
+    """reference, Closed: "The socket was closed by ``close()``, ``open()`` of
+    another URL, or leaving the ``async with`` block. It is the last event of
+    that connection"; ``open()``: "closing the current connection first,
+    cleanly with 1000"."""
+    async with open_mock_server(echo=True) as server, to(server, "ws://one.test/a?k=1") as sock:
+        await sock.wait_connected()
+        await sock.send("to one")
+        await server.wait_for(lambda: server.received == ["to one"])
+        await sock.open("ws://two.test/b")
+        assert server.connections[0].close_code == 1000
+        await sock.wait_connected()
+        kinds = []
+        while True:
+            event = await sock.events().receive()
+            kinds.append(type(event).__name__)
+            if kinds[-2:] == ["Closed", "Connected"]:
+                break
+        assert isinstance(event, Connected)
+        assert event.url == "ws://two.test/b"
+    assert kinds == ["Connected", "MessageReceived", "Closed", "Connected"]
+
+
+@EACH
+async def test_wait_sent_waits_only_for_messages_sent_since_the_last_open(
+    autojump_clock: object,
+) -> None:
+    """resilience.md: "`wait_sent()` returns once every message sent before
+    the call (since the last `open()`) has been written"."""
+    async with open_mock_server() as server:
+        server.up = False
+        async with to(server) as sock:
+            await sock.send("left behind")
+            assert await sock.close() == ("left behind",)
+            server.up = True
+            await sock.open()
+            await sock.wait_sent()  # the message of the last session is not awaited
+            assert trio.current_time() == 0.0
+            await sock.send("new")
+            await sock.wait_sent()
+    assert server.received == ["new"]
+
+
+@EACH
+async def test_the_socket_never_outlives_its_block(autojump_clock: object) -> None:
+    """embedding.md: "its tasks live in a nursery that the `async with` block
+    owns, so the socket can never outlive the code that uses it"."""
+    calls: list[float] = []
+
+    def url() -> str:
+        calls.append(trio.current_time())
+        return URL
+
+    async with open_mock_server() as server:
+        server.refuse(1000)
+        async with to(server, url, reconnect=Backoff(initial=1, jitter=0)) as sock:
+            await server.wait_for(lambda: server.attempts == 3)
+        attempts, called = server.attempts, len(calls)
+        await trio.sleep(1000)
+        assert (server.attempts, len(calls)) == (attempts, called) == (3, 3)
+        assert not sock.is_open
+        drain(sock)  # the buffered events; then the stream has ended
+        with pytest.raises(trio.EndOfChannel):
+            await sock.events().receive()

@@ -11,6 +11,7 @@ transport matters; the mock clock where time matters.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -40,7 +41,9 @@ EACH = pytest.mark.usefixtures("each_transport")
 """Run the test on every transport."""
 
 
-def to(server: MockServer, url: str | None = URL, **options: object) -> ClientSocket:
+def to(
+    server: MockServer, url: str | Callable[[], str] | None = URL, **options: object
+) -> ClientSocket:
     """A socket on the current transport, wired to ``server`` in memory."""
     return client_socket(url, open_stream=server.open_stream, **options)
 

@@ -29,12 +29,13 @@ from trio_clientsocket import (
     MessageReceived,
     OutboxFullError,
     ProtocolError,
+    Skipped,
     Status,
 )
 from trio_clientsocket.testing import MockServer, open_mock_server
 
 from ._hostile_helpers import Respond, drain, raw_server, request_key, server_frame, switching
-from .conftest import client_socket, next_event_skip
+from .conftest import WrappedStream, client_socket, next_event_skip
 
 URL = "ws://app.test/app/gxwebsocket?client-1"
 EACH = pytest.mark.usefixtures("each_transport")
@@ -572,3 +573,89 @@ async def test_the_socket_never_outlives_its_block(autojump_clock: object) -> No
         drain(sock)  # the buffered events; then the stream has ended
         with pytest.raises(trio.EndOfChannel):
             await sock.events().receive()
+
+
+# -- statistics and the reserve of reports --------------------------------------------------
+
+
+class HeldUplink(WrappedStream):
+    """A client stream whose writes of 64 KiB or more never complete (a peer
+    that stopped reading, its TCP window full); smaller ones go through."""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if len(data) >= 64 * 1024:
+            await trio.sleep_forever()
+        await self.inner.send_all(data)
+
+
+@EACH
+async def test_statistics_count_what_the_reference_says(autojump_clock: object) -> None:
+    """reference, SocketStatistics: "attempts: Connection attempts made since
+    the socket was entered"; "reconnects: Successful handshakes after the first
+    one"; "bytes_sent: Bytes written to the wire (frames and handshakes
+    included)"; "outbox_depth: Messages waiting in the outbox (the one being
+    written included)"; "last_error: The error of the last
+    ``ConnectionFailed``"; resilience.md: "`statistics()` returns a frozen
+    snapshot"."""
+    async with open_mock_server() as server:
+
+        async def open_stream(url: str) -> trio.abc.Stream:
+            return HeldUplink(await server.open_stream(url))
+
+        server.refuse(1)
+        options = {"ping_interval": None, "reconnect": Backoff(initial=1, jitter=0)}
+        async with client_socket(URL, open_stream=open_stream, **options) as sock:
+            await sock.wait_connected()
+            stats = sock.statistics()
+            assert (stats.attempts, stats.reconnects) == (2, 0)
+            assert isinstance(stats.last_error, ConnectionRefusedError)
+            assert stats.bytes_sent > 100  # the handshake's request
+            assert stats.bytes_received > 100  # and its answer
+            assert stats.messages_sent == stats.messages_received == 0
+            with pytest.raises(AttributeError):
+                stats.attempts = 0  # type: ignore[misc]
+            await sock.send(b"\x00" * 100_000)  # the writer takes it; it never completes
+            await trio.testing.wait_all_tasks_blocked()
+            assert sock.statistics().outbox_depth == 1
+            await sock.close()  # reports it, after close_timeout
+            await sock.open()
+            await sock.wait_connected()
+            await server.drop_all()
+            await server.wait_connections(3)
+            await sock.wait_connected()
+            await trio.testing.wait_all_tasks_blocked()
+            stats = sock.statistics()
+    assert stats.attempts == 4  # across open(): since the socket was entered
+    assert stats.reconnects == 1  # counted from the last open(): the drop's
+    assert isinstance(stats.last_error, ConnectionLost)
+    assert stats.outbox_depth == 0
+    assert stats.messages_dropped == 1
+    # a snapshot: it kept what it saw while the socket moved on
+    assert (stats.status, sock.statistics().status) == (Status.CONNECTED, Status.DISCONNECTED)
+
+
+@pytest.mark.parametrize(("event_buffer", "kept"), [(1, 1 + 8), (20, 20 + 20), (100, 100 + 64)])
+async def test_the_reserve_keeps_as_many_reports_as_event_buffer_between_8_and_64(
+    event_buffer: int, kept: int, autojump_clock: object
+) -> None:
+    """resilience.md: "Connection reports ... never wait: when the buffer is
+    full they go into a reserve (as many as `event_buffer`, between 8 and 64).
+    Past that, the oldest `Connected` and retried `ConnectionFailed` are
+    dropped first; a `Skipped(count)` event in the stream and
+    `statistics().events_dropped` count them"; reference, Skipped: "this event
+    comes before the reports that were kept"."""
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0)
+    async with open_mock_server() as server:
+        server.refuse(1000)
+        async with to(server, event_buffer=event_buffer, reconnect=fast) as sock:
+            await server.wait_for(lambda: server.attempts == 300)
+            await trio.testing.wait_all_tasks_blocked()
+            dropped = sock.statistics().events_dropped
+            events = drain(sock)
+    reports = [e for e in events if isinstance(e, ConnectionFailed)]
+    skipped = [(i, e) for i, e in enumerate(events) if isinstance(e, Skipped)]
+    assert len(reports) == kept
+    assert dropped == 300 - kept
+    assert [e.count for _, e in skipped] == [dropped]
+    # the buffer's reports first, then Skipped, then the reserve's
+    assert skipped[0][0] == event_buffer

@@ -34,6 +34,7 @@ from trio_clientsocket import (
     MessageReceived,
     OutboxFullError,
     ProtocolError,
+    ProxyRejected,
     Skipped,
     Status,
 )
@@ -1000,3 +1001,100 @@ async def test_cli_end_of_input_after_a_line_cut_off_exits_1_cleanly() -> None:
     assert b"Traceback" not in errors, errors.decode()[-2000:]
     assert code == 1
     assert [e["event"] for e in printed][-1:] == ["closed"]
+
+
+# -- proxies (real TCP on 127.0.0.1: the proxy is dialled by the socket itself) ---------------
+
+
+async def read_head(stream: trio.SocketStream) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive_some()
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def splice(one: trio.abc.Stream, other: trio.abc.Stream) -> None:
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while data := await one.receive_some():
+            await other.send_all(data)
+    await trio.aclose_forcefully(other)
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"), [(502, True), (503, True), (504, True), (403, False)]
+)
+async def test_a_proxy_that_cannot_reach_the_server_is_retried_and_a_refusal_is_fatal(
+    status: int, retried: bool
+) -> None:
+    """security.md: "A proxy that is down, or cannot reach the server (502, 503,
+    504 ...), is retried like a server that is down"; reference, Classifier:
+    "proxy: 407 (credentials), other refusals | no"."""
+
+    async def refuse(stream: trio.SocketStream) -> None:
+        await read_head(stream)
+        await stream.send_all(b"HTTP/1.1 %d Nope\r\nContent-Length: 0\r\n\r\n" % status)
+
+    with trio.fail_after(10):
+        async with tcp_server(refuse) as port:
+            proxy = f"http://127.0.0.1:{port}"
+            async with client_socket("ws://app.test/x", proxy=proxy) as sock:
+                failed = await next_event_skip(sock, ConnectionFailed)
+    assert isinstance(failed.error, ProxyRejected)
+    assert failed.error.status_code == status
+    assert (failed.retry_in is not None) == retried
+
+
+@pytest.mark.parametrize(("reply", "retried"), [(4, True), (5, True), (2, False)])
+async def test_a_socks5_proxy_that_cannot_reach_the_server_is_retried(
+    reply: int, retried: bool
+) -> None:
+    """security.md: "(502, 503, 504, SOCKS5 "host unreachable" or "connection
+    refused"), is retried"; reference, ProxyRejected: "status_code: ... None
+    for another SOCKS5 failure. socks_reply: the SOCKS5 reply code"."""
+
+    async def socks(stream: trio.SocketStream) -> None:
+        await stream.receive_some()  # greeting: no authentication
+        await stream.send_all(b"\x05\x00")
+        await stream.receive_some()  # the CONNECT request
+        await stream.send_all(bytes([5, reply, 0, 1, 0, 0, 0, 0, 0, 0]))
+
+    with trio.fail_after(10):
+        async with tcp_server(socks) as port:
+            proxy = f"socks5h://127.0.0.1:{port}"
+            async with client_socket("ws://app.test/x", proxy=proxy) as sock:
+                failed = await next_event_skip(sock, ConnectionFailed)
+    assert isinstance(failed.error, ProxyRejected)
+    assert (failed.error.status_code, failed.error.socks_reply) == (None, reply)
+    assert (failed.retry_in is not None) == retried
+
+
+async def test_proxy_credentials_go_to_the_proxy_only() -> None:
+    """security.md: "Proxy credentials are sent only to the proxy
+    (`Proxy-Authorization` ...) and are redacted like URL credentials wherever
+    the proxy's URL is shown"."""
+    connects: list[bytes] = []
+
+    async def http_proxy(stream: trio.SocketStream) -> None:
+        request = await read_head(stream)
+        connects.append(request)
+        target = request.split(b" ")[1].decode()
+        host, _, port = target.rpartition(":")
+        upstream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(splice, stream, upstream)
+            nursery.start_soon(splice, upstream, stream)
+
+    with trio.fail_after(10):
+        async with open_mock_server() as server, tcp_server(http_proxy) as proxy_port:
+            port = await server.listen_tcp()
+            proxy = f"http://alice:PW-S3CRET@127.0.0.1:{proxy_port}"
+            async with client_socket(f"ws://127.0.0.1:{port}/x", proxy=proxy) as sock:
+                await sock.wait_connected()
+                shown = repr(sock) + repr(sock.statistics())
+    assert b"proxy-authorization: basic " in connects[0].lower()
+    assert not {"proxy-authorization", "authorization"} & set(server.connections[0].headers)
+    assert "PW-S3CRET" not in shown

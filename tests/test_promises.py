@@ -30,6 +30,7 @@ from trio_clientsocket import (
     ConnectionLost,
     ConnectTimeout,
     HandshakeRejected,
+    HandshakeResponse,
     KeepaliveTimeout,
     MessageReceived,
     OutboxFullError,
@@ -37,6 +38,7 @@ from trio_clientsocket import (
     ProxyRejected,
     Skipped,
     Status,
+    genexus_endpoint,
 )
 from trio_clientsocket.testing import MockServer, open_mock_server
 
@@ -1098,3 +1100,86 @@ async def test_proxy_credentials_go_to_the_proxy_only() -> None:
     assert b"proxy-authorization: basic " in connects[0].lower()
     assert not {"proxy-authorization", "authorization"} & set(server.connections[0].headers)
     assert "PW-S3CRET" not in shown
+
+
+# -- sending -----------------------------------------------------------------------------------
+
+
+class GatedUplink(WrappedStream):
+    """A client stream whose writes wait until ``gate`` is set."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        super().__init__(inner)
+        self.gate = trio.Event()
+        self.gate.set()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.gate.wait()
+        await self.inner.send_all(data)
+
+
+@EACH
+@pytest.mark.parametrize(("size", "direct"), [(64 * 1024, True), (64 * 1024 + 1, False)])
+async def test_send_of_up_to_64_kib_on_an_idle_socket_returns_once_written(
+    size: int, direct: bool, autojump_clock: object
+) -> None:
+    """reference, ``send()``: "On a connected, idle socket, a message of up to
+    64 KiB is written by the calling task itself (no task switch), and
+    ``send()`` returns once it is written"; otherwise "it waits in the outbox
+    and is written as soon as a connection is up"."""
+    async with open_mock_server() as server:
+        uplinks: list[GatedUplink] = []
+
+        async def open_stream(url: str) -> trio.abc.Stream:
+            uplinks.append(GatedUplink(await server.open_stream(url)))
+            return uplinks[-1]
+
+        async with client_socket(URL, open_stream=open_stream, ping_interval=None) as sock:
+            await sock.wait_connected()
+            uplinks[0].gate = trio.Event()  # the network takes nothing for now
+            returned = trio.Event()
+
+            async def send() -> None:
+                await sock.send(b"\x01" * size)
+                returned.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                await trio.testing.wait_all_tasks_blocked()
+                assert returned.is_set() is not direct
+                assert sock.statistics().outbox_depth == 1  # in flight or queued
+                uplinks[0].gate.set()
+            await server.wait_for(lambda: len(server.received) == 1)
+    assert server.received == [b"\x01" * size]
+
+
+def test_a_client_id_with_percent_or_plus_is_refused() -> None:
+    """genexus.md: "An id with `=`, `&`, spaces, `#`, `?`, `/`, `%` or `+` is
+    refused with a `ValueError`: GeneXus servers would misread it" (the others
+    are tested in test_genexus.py)."""
+    for client_id in ("50%25", "a+b", "%", "+"):
+        with pytest.raises(ValueError, match="bare token"):
+            genexus_endpoint("http://h/app/", client_id)
+
+
+def test_the_handshake_answer_hides_every_header_named_like_a_secret() -> None:
+    """reference, HandshakeResponse: "Its repr hides the values of headers that
+    may hold secrets (cookies, authorization, anything named like a token, key
+    or session)"; ``header()``: "the values of a repeated one joined with
+    ``", "``; None when absent"."""
+    secret = {
+        "set-cookie": "A-S3CRET",
+        "cookie": "B-S3CRET",
+        "authorization": "C-S3CRET",
+        "x-auth-token": "D-S3CRET",
+        "x-api-key": "E-S3CRET",
+        "x-session-id": "F-S3CRET",
+        "www-authenticate": "G-S3CRET",
+    }
+    headers = (*secret.items(), ("x-server", "mock"), ("x-server", "two"))
+    response = HandshakeResponse(101, "Switching Protocols", headers)
+    assert "S3CRET" not in repr(response)
+    assert "mock" in repr(response)
+    assert response.header("X-API-KEY") == "E-S3CRET"
+    assert response.header("x-server") == "mock, two"
+    assert response.header("x-absent") is None

@@ -1183,3 +1183,33 @@ def test_the_handshake_answer_hides_every_header_named_like_a_secret() -> None:
     assert response.header("X-API-KEY") == "E-S3CRET"
     assert response.header("x-server") == "mock, two"
     assert response.header("x-absent") is None
+
+
+# -- giving up -----------------------------------------------------------------------------------
+
+
+@EACH
+@pytest.mark.parametrize(("uptime", "gives_up"), [(4.0, True), (5.0, False)])
+async def test_a_lost_connection_counts_toward_max_attempts_unless_it_stayed_up_5_s(
+    uptime: float, gives_up: bool, autojump_clock: object
+) -> None:
+    """testing.md, tips: "Every failed attempt counts toward `max_attempts`, and
+    so does a lost connection, unless it stayed up `min_uptime` seconds (then
+    the count starts again)"; index.md: "reset after 5 s up" (the default)."""
+    policy = Backoff(initial=1, jitter=0, max_attempts=2)
+    async with open_mock_server() as server:
+        async with to(server, reconnect=policy, ping_interval=None) as sock:
+            retries: list[float | None] = []
+            for _ in range(4):
+                connection = await server.wait_connections(len(retries) + 1)
+                await trio.sleep(uptime)
+                await connection.drop()
+                failed = await next_event_skip(sock, ConnectionFailed)
+                retries.append(failed.retry_in)
+                if failed.retry_in is None:
+                    assert not sock.is_open
+                    break
+    if gives_up:
+        assert retries == [1.0, None]
+    else:
+        assert retries == [1.0, 1.0, 1.0, 1.0]

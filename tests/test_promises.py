@@ -1213,3 +1213,35 @@ async def test_a_lost_connection_counts_toward_max_attempts_unless_it_stayed_up_
         assert retries == [1.0, None]
     else:
         assert retries == [1.0, 1.0, 1.0, 1.0]
+
+
+@EACH
+async def test_messages_queued_while_down_go_first_after_the_handshake(
+    autojump_clock: object,
+) -> None:
+    """resilience.md: "`send()` queues messages in a bounded outbox ... while
+    the socket is connecting or reconnecting; they are written in order, first
+    thing after the next handshake, before anything sent later. No
+    duplicates." The application sends again the instant it sees ``Connected``
+    (the path of a direct write on an idle socket)."""
+    async with open_mock_server() as server:
+        server.refuse(2)
+        async with to(server, reconnect=Backoff(initial=1, jitter=0)) as sock:
+            for i in range(3):
+                await sock.send(f"queued {i}")
+            await next_event_skip(sock, Connected)
+            await sock.send("later")
+            sock.send_nowait("later still")
+            await sock.wait_sent()
+            await server.drop_all()  # nothing written is written again
+            await next_event_skip(sock, Connected)
+            await sock.send("after the drop")
+            await sock.wait_sent()
+    assert server.received == [
+        "queued 0",
+        "queued 1",
+        "queued 2",
+        "later",
+        "later still",
+        "after the drop",
+    ]

@@ -16,11 +16,13 @@ import json
 import logging
 import ssl
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
+import trustme
 
 from trio_clientsocket import (
     Backoff,
@@ -1008,7 +1010,7 @@ async def test_cli_end_of_input_after_a_line_cut_off_exits_1_cleanly() -> None:
 # -- proxies (real TCP on 127.0.0.1: the proxy is dialled by the socket itself) ---------------
 
 
-async def read_head(stream: trio.SocketStream) -> bytes:
+async def read_head(stream: trio.abc.Stream) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = await stream.receive_some()
@@ -1023,6 +1025,28 @@ async def splice(one: trio.abc.Stream, other: trio.abc.Stream) -> None:
         while data := await one.receive_some():
             await other.send_all(data)
     await trio.aclose_forcefully(other)
+
+
+def connect_proxy(
+    requests: list[bytes], context: ssl.SSLContext | None = None
+) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    """An HTTP CONNECT proxy (TLS to it with ``context``) that records each
+    request head and splices the tunnel."""
+
+    async def serve(tcp: trio.SocketStream) -> None:
+        stream: trio.abc.Stream = tcp
+        if context is not None:
+            stream = trio.SSLStream(tcp, context, server_side=True)
+        request = await read_head(stream)
+        requests.append(request)
+        host, _, port = request.split(b" ")[1].decode().rpartition(":")
+        upstream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(splice, stream, upstream)
+            nursery.start_soon(splice, upstream, stream)
+
+    return serve
 
 
 @pytest.mark.parametrize(
@@ -1078,20 +1102,11 @@ async def test_proxy_credentials_go_to_the_proxy_only() -> None:
     (`Proxy-Authorization` ...) and are redacted like URL credentials wherever
     the proxy's URL is shown"."""
     connects: list[bytes] = []
-
-    async def http_proxy(stream: trio.SocketStream) -> None:
-        request = await read_head(stream)
-        connects.append(request)
-        target = request.split(b" ")[1].decode()
-        host, _, port = target.rpartition(":")
-        upstream = await trio.open_tcp_stream(host, int(port))
-        await stream.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(splice, stream, upstream)
-            nursery.start_soon(splice, upstream, stream)
-
     with trio.fail_after(10):
-        async with open_mock_server() as server, tcp_server(http_proxy) as proxy_port:
+        async with (
+            open_mock_server() as server,
+            tcp_server(connect_proxy(connects)) as proxy_port,
+        ):
             port = await server.listen_tcp()
             proxy = f"http://alice:PW-S3CRET@127.0.0.1:{proxy_port}"
             async with client_socket(f"ws://127.0.0.1:{port}/x", proxy=proxy) as sock:
@@ -1100,6 +1115,55 @@ async def test_proxy_credentials_go_to_the_proxy_only() -> None:
     assert b"proxy-authorization: basic " in connects[0].lower()
     assert not {"proxy-authorization", "authorization"} & set(server.connections[0].headers)
     assert "PW-S3CRET" not in shown
+
+
+async def test_an_https_proxy_is_spoken_to_in_tls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """security.md: "`proxy="http://user:pass@host:3128"` names one (`https://`
+    for TLS to the proxy itself ...)". The proxy's certificate is trusted
+    through the system trust store (``SSL_CERT_FILE``)."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    requests: list[bytes] = []
+    with trio.fail_after(10):
+        async with (
+            open_mock_server() as server,
+            tcp_server(connect_proxy(requests, server_context)) as proxy_port,
+        ):
+            port = await server.listen_tcp()
+            proxy = f"https://127.0.0.1:{proxy_port}"
+            async with client_socket(f"ws://127.0.0.1:{port}/x", proxy=proxy) as sock:
+                await sock.wait_connected()
+    assert requests[0].startswith(f"CONNECT 127.0.0.1:{port} ".encode())
+
+
+@pytest.mark.parametrize(("scheme", "address_types"), [("socks5", {1, 4}), ("socks5h", {3})])
+async def test_socks5_resolves_names_here_and_socks5h_leaves_them_to_the_proxy(
+    scheme: str, address_types: set[int]
+) -> None:
+    """security.md: "`socks5://` with names resolved here, `socks5h://` with
+    names resolved by the proxy" (RFC 1928: address types 1 and 4 are
+    addresses, 3 a domain name)."""
+    requests: list[bytes] = []
+
+    async def socks(stream: trio.SocketStream) -> None:
+        await stream.receive_some()
+        await stream.send_all(b"\x05\x00")
+        requests.append(bytes(await stream.receive_some()))
+        await stream.send_all(bytes([5, 5, 0, 1, 0, 0, 0, 0, 0, 0]))  # refused
+
+    with trio.fail_after(10):
+        async with tcp_server(socks) as port:
+            url = "ws://localhost:8080/x"
+            async with client_socket(url, proxy=f"{scheme}://127.0.0.1:{port}") as sock:
+                await next_event_skip(sock, ConnectionFailed)
+    assert requests[0][3] in address_types  # an IPv4 or IPv6 address, or a name
+    if scheme == "socks5h":
+        assert requests[0][5 : 5 + requests[0][4]] == b"localhost"
 
 
 # -- sending -----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import trio.testing
 import trustme
 
 from trio_clientsocket import (
+    AttemptError,
     Backoff,
     ClientSocket,
     Connected,
@@ -1309,3 +1310,39 @@ async def test_messages_queued_while_down_go_first_after_the_handshake(
         "later still",
         "after the drop",
     ]
+
+
+@pytest.mark.parametrize("which", ["url", "headers"])
+async def test_an_attempt_error_keeps_the_callables_exception_as_its_cause(
+    which: str, autojump_clock: object
+) -> None:
+    """reference, AttemptError: "A ``url`` or ``headers`` callable raised while
+    preparing an attempt; the original exception is the ``__cause__``";
+    resilience.md: "a `url` or `headers` callable raised | `AttemptError` |
+    yes" (retried)."""
+    boom = LookupError("token service down")
+    calls: list[float] = []
+
+    def failing_once() -> str:
+        calls.append(trio.current_time())
+        if len(calls) == 1:
+            raise boom
+        return URL
+
+    def headers() -> dict[str, str]:
+        failing_once()
+        return {"X-Token": "t"}
+
+    async with open_mock_server() as server:
+        options: dict[str, object] = {"reconnect": Backoff(initial=1, jitter=0)}
+        if which == "url":
+            sock = to(server, failing_once, **options)
+        else:
+            sock = to(server, URL, headers=headers, **options)
+        async with sock:
+            failed = await next_event_skip(sock, ConnectionFailed)
+            assert isinstance(failed.error, AttemptError)
+            assert failed.error.__cause__ is boom
+            assert failed.retry_in == 1.0
+            await sock.wait_connected()
+    assert calls == [0.0, 1.0]

@@ -18,6 +18,7 @@ import ssl
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import trio
@@ -67,6 +68,24 @@ def to(
 ) -> ClientSocket:
     """A socket on the current transport, wired to ``server`` in memory."""
     return client_socket(url, open_stream=server.open_stream, **options)
+
+
+W = TypeVar("W", bound=trio.abc.Stream)
+
+
+def wrapped(
+    server: MockServer, wrap: Callable[[trio.abc.Stream], W], made: list[W] | None = None
+) -> Callable[[str], Awaitable[trio.abc.Stream]]:
+    """An ``open_stream`` that wraps each of ``server``'s streams with ``wrap``
+    (and keeps them in ``made``)."""
+
+    async def open_stream(url: str) -> trio.abc.Stream:
+        stream = wrap(await server.open_stream(url))
+        if made is not None:
+            made.append(stream)
+        return stream
+
+    return open_stream
 
 
 # -- the defaults, as the options table of index.md gives them --------------------
@@ -618,10 +637,7 @@ async def test_statistics_count_what_the_reference_says(autojump_clock: object) 
     ``ConnectionFailed``"; resilience.md: "`statistics()` returns a frozen
     snapshot"."""
     async with open_mock_server() as server:
-
-        async def open_stream(url: str) -> trio.abc.Stream:
-            return HeldUplink(await server.open_stream(url))
-
+        open_stream = wrapped(server, HeldUplink)
         server.refuse(1)
         options = {"ping_interval": None, "reconnect": Backoff(initial=1, jitter=0)}
         async with client_socket(URL, open_stream=open_stream, **options) as sock:
@@ -701,10 +717,7 @@ async def test_a_write_that_makes_no_progress_for_ping_timeout_is_a_dead_peer(
     `ping_timeout` is a dead peer too" (a half-open peer: its reader is stuck,
     its TCP window full, while its broadcasts still come)."""
     async with open_mock_server() as server:
-
-        async def open_stream(url: str) -> trio.abc.Stream:
-            return HeldUplink(await server.open_stream(url))
-
+        open_stream = wrapped(server, HeldUplink)
         options = {"ping_interval": 10, "ping_timeout": 5, "reconnect": None}
         async with client_socket(URL, open_stream=open_stream, **options) as sock:
             connection = await server.wait_connections(1)
@@ -747,10 +760,7 @@ async def test_a_cancelled_send_never_leaves_a_partial_frame(autojump_clock: obj
     """performance.md, sending: "A cancelled `send()` queues nothing and never
     leaves a partial frame"."""
     async with open_mock_server() as server:
-
-        async def open_stream(url: str) -> trio.abc.Stream:
-            return SlowUplink(await server.open_stream(url))
-
+        open_stream = wrapped(server, SlowUplink)
         async with client_socket(URL, open_stream=open_stream, ping_interval=None) as sock:
             await sock.wait_connected()
             with trio.move_on_after(0.25):  # 10 KB: written directly, 2 of 5 pieces out
@@ -1028,6 +1038,19 @@ async def splice(one: trio.abc.Stream, other: trio.abc.Stream) -> None:
     await trio.aclose_forcefully(other)
 
 
+async def first_failure_through(
+    proxy_server: Callable[[trio.SocketStream], Awaitable[None]],
+    scheme: str,
+    url: str = "ws://app.test/x",
+) -> ConnectionFailed:
+    """The first ConnectionFailed of a socket to ``url`` through a proxy on
+    127.0.0.1 that runs ``proxy_server``."""
+    with trio.fail_after(10):
+        async with tcp_server(proxy_server) as port:
+            async with client_socket(url, proxy=f"{scheme}://127.0.0.1:{port}") as sock:
+                return await next_event_skip(sock, ConnectionFailed)
+
+
 def connect_proxy(
     requests: list[bytes], context: ssl.SSLContext | None = None
 ) -> Callable[[trio.SocketStream], Awaitable[None]]:
@@ -1064,11 +1087,7 @@ async def test_a_proxy_that_cannot_reach_the_server_is_retried_and_a_refusal_is_
         await read_head(stream)
         await stream.send_all(b"HTTP/1.1 %d Nope\r\nContent-Length: 0\r\n\r\n" % status)
 
-    with trio.fail_after(10):
-        async with tcp_server(refuse) as port:
-            proxy = f"http://127.0.0.1:{port}"
-            async with client_socket("ws://app.test/x", proxy=proxy) as sock:
-                failed = await next_event_skip(sock, ConnectionFailed)
+    failed = await first_failure_through(refuse, "http")
     assert isinstance(failed.error, ProxyRejected)
     assert failed.error.status_code == status
     assert (failed.retry_in is not None) == retried
@@ -1088,11 +1107,7 @@ async def test_a_socks5_proxy_that_cannot_reach_the_server_is_retried(
         await stream.receive_some()  # the CONNECT request
         await stream.send_all(bytes([5, reply, 0, 1, 0, 0, 0, 0, 0, 0]))
 
-    with trio.fail_after(10):
-        async with tcp_server(socks) as port:
-            proxy = f"socks5h://127.0.0.1:{port}"
-            async with client_socket("ws://app.test/x", proxy=proxy) as sock:
-                failed = await next_event_skip(sock, ConnectionFailed)
+    failed = await first_failure_through(socks, "socks5h")
     assert isinstance(failed.error, ProxyRejected)
     assert (failed.error.status_code, failed.error.socks_reply) == (None, reply)
     assert (failed.retry_in is not None) == retried
@@ -1157,11 +1172,7 @@ async def test_socks5_resolves_names_here_and_socks5h_leaves_them_to_the_proxy(
         requests.append(bytes(await stream.receive_some()))
         await stream.send_all(bytes([5, 5, 0, 1, 0, 0, 0, 0, 0, 0]))  # refused
 
-    with trio.fail_after(10):
-        async with tcp_server(socks) as port:
-            url = "ws://localhost:8080/x"
-            async with client_socket(url, proxy=f"{scheme}://127.0.0.1:{port}") as sock:
-                await next_event_skip(sock, ConnectionFailed)
+    await first_failure_through(socks, scheme, "ws://localhost:8080/x")
     assert requests[0][3] in address_types  # an IPv4 or IPv6 address, or a name
     if scheme == "socks5h":
         assert requests[0][5 : 5 + requests[0][4]] == b"localhost"
@@ -1194,11 +1205,7 @@ async def test_send_of_up_to_64_kib_on_an_idle_socket_returns_once_written(
     and is written as soon as a connection is up"."""
     async with open_mock_server() as server:
         uplinks: list[GatedUplink] = []
-
-        async def open_stream(url: str) -> trio.abc.Stream:
-            uplinks.append(GatedUplink(await server.open_stream(url)))
-            return uplinks[-1]
-
+        open_stream = wrapped(server, GatedUplink, uplinks)
         async with client_socket(URL, open_stream=open_stream, ping_interval=None) as sock:
             await sock.wait_connected()
             uplinks[0].gate = trio.Event()  # the network takes nothing for now

@@ -473,7 +473,7 @@ def test_frames_a_server_must_not_send_fail_the_connection_with_a_close_frame(
 
 def test_a_frame_header_over_the_limit_fails_before_its_payload_comes() -> None:
     """websockets engine: the header says it all (wsproto refuses the message
-    from its first payload bytes)."""
+    once more than max_message_size has arrived)."""
     engine = connected(WebsocketsEngine, max_size=1000)
     assert engine.receive(frame64(BINARY, b"")[:2] + struct.pack("!Q", 2**40)) == []
     assert engine.ended

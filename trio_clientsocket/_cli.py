@@ -43,7 +43,7 @@ import trio
 
 from ._backoff import Backoff
 from ._chat import ChatStore, serve_chat
-from ._errors import SocketClosedError
+from ._errors import SocketClosedError, UndeliveredError
 from ._events import (
     Closed,
     Connected,
@@ -861,7 +861,10 @@ async def _connect(args: argparse.Namespace, out: TextIO, terminal: _Terminal | 
                         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                             input_error = _read_error(exc)
                         else:
-                            await sock.wait_sent()  # end of input: what was typed goes first
+                            # end of input: what was typed goes first (what was cut
+                            # off is reported Undelivered by the event printer)
+                            with contextlib.suppress(UndeliveredError):
+                                await sock.wait_sent()
                             await trio.sleep(args.linger)
                         await sock.close()
                         nursery.cancel_scope.cancel()

@@ -71,7 +71,7 @@ INFLATE_SLICE = 256
 best ratio is ~1,000:1, so each inflates to at most ~256 KiB."""
 INFLATE_STEP = 32768
 """Most bytes the websockets engine inflates at a time."""
-MASK_SMALL = 4096
+MASK_SMALL = 200
 """Largest payload ``client_frame`` masks itself."""
 REASON_MAX = 120
 """Characters of the reason the client's close frame gives when it fails the
@@ -96,10 +96,11 @@ def client_frame(first: int, payload: bytes) -> bytes:
     if size > MASK_SMALL:
         return Frame(WebsocketsOpcode(first & 0x0F), payload).serialize(mask=True)
     mask = os.urandom(4)
-    if size < 126:
-        head = bytes((first, 0x80 | size))
-    else:
-        head = bytes((first, 0xFE, size >> 8, size & 0xFF))
+    head = (
+        bytes((first, 0x80 | size))
+        if size < 126
+        else bytes((first, 0xFE, size >> 8, size & 0xFF))
+    )
     if not size:
         return head + mask
     key = (mask * ((size + 3) >> 2))[:size]

@@ -273,9 +273,22 @@ class Session:
         ping going out. Only bytes received count as a sign of life; time the
         reader spends paused (the application not reading) never counts."""
         link = self.link
+        # The writes' progress, sampled every ``interval`` seconds: a write that
+        # makes none for ``interval + patience`` seconds is a dead peer too,
+        # even while the peer's bytes keep coming in and keep the ping away (a
+        # server that sends and never reads).
+        written, since = link.bytes_out, trio.current_time()
+        stall = interval + patience
         while True:
-            due = link.rx_at + interval
-            if trio.current_time() < due:
+            now = trio.current_time()
+            busy = link.gate_busy
+            if not busy or link.bytes_out != written:
+                written, since = link.bytes_out, now
+            elif now >= since + stall and not self.closing:
+                self._end(KeepaliveTimeout(patience))
+                return
+            due = min(link.rx_at + interval, since + (stall if busy else interval))
+            if now < due:
                 await trio.sleep_until(due)
                 continue
             if self.paused:

@@ -25,7 +25,7 @@ class SocketStatistics:
     attempts: int = 0
     """Connection attempts made since the socket was entered."""
     reconnects: int = 0
-    """Successful handshakes after the first one."""
+    """Successful handshakes after the first one since the last ``open()``."""
     consecutive_failures: int = 0
     """Failures since the last connection that stayed up ``min_uptime``."""
     messages_sent: int = 0

@@ -87,6 +87,20 @@ def _announce(
     return value
 
 
+_PROTOCOL_HEADERS = frozenset(
+    {
+        "host",
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+    }
+)
+"""What the WebSocket handshake itself sends: not in ``ServerConnection.headers``."""
+
+
 @attrs.define(eq=False, on_setattr=_announce)
 class ServerConnection:
     """One client connection as the server saw it: recorded for assertions.
@@ -520,7 +534,11 @@ class MockServer:
         connection = ServerConnection(
             path=path,
             client_id=query or None,
-            headers={k.decode().lower(): v.decode() for k, v in request.extra_headers},
+            headers={
+                name: v.decode()
+                for k, v in request.extra_headers
+                if (name := k.decode().lower()) not in _PROTOCOL_HEADERS
+            },
             opened_at=trio.current_time(),
         )
         connection._stream, connection._ws = stream, ws

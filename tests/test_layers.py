@@ -19,8 +19,8 @@ LAYERS: list[set[str]] = [
     {"_socket"},
     {"_loop"},
     {"_session", "_dial"},
-    {"_proxy"},
-    {"_link"},
+    {"_proxy", "_link_trio_websocket"},
+    {"_link", "_engine_wsproto"},
     {"_engine"},
     {"_queues", "_stats"},
     {"_events", "_state", "_backoff", "_classify"},
@@ -66,3 +66,27 @@ def test_imports_run_one_way() -> None:
             if layer_of(imported) <= mine:
                 wrong.append(f"{path.stem} imports {imported}")
     assert wrong == []
+
+
+def test_an_engine_is_imported_when_a_socket_first_uses_it() -> None:
+    """Issue 21 (10): importing the package, or making a socket, loads neither
+    wsproto nor trio-websocket (nor h11); dialing on their transport does."""
+    import subprocess
+    import sys
+
+    program = """
+import sys
+from trio_clientsocket import ClientSocket
+from trio_clientsocket import _dial
+others = {"wsproto", "trio_websocket", "h11"}
+ClientSocket("ws://h.test/", transport="wsproto")
+ClientSocket("ws://h.test/", transport="trio-websocket")
+print(sorted(others & set(sys.modules)))
+_dial.engine_class("wsproto")
+print(sorted(others & set(sys.modules)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "['h11', 'wsproto']"]

@@ -36,7 +36,8 @@ from trio_clientsocket import (
     ProtocolError,
     SocketClosedError,
 )
-from trio_clientsocket._engine import WebsocketsEngine, WsprotoEngine
+from trio_clientsocket._engine import WebsocketsEngine
+from trio_clientsocket._engine_wsproto import WsprotoEngine
 from trio_clientsocket._events import Message
 from trio_clientsocket._handshake import HeadReader
 from trio_clientsocket._url import parse_url

@@ -15,10 +15,10 @@ from trio_clientsocket._engine import (
     TOO_BIG,
     Ending,
     WebsocketsEngine,
-    WsprotoEngine,
     ending_error,
     fragment_limit,
 )
+from trio_clientsocket._engine_wsproto import WsprotoEngine
 from trio_clientsocket._events import Message
 from trio_clientsocket._handshake import (
     HandshakeResponse,

@@ -40,16 +40,17 @@ async def test_the_failure_names_the_underlying_cause(as_json: bool) -> None:
             out = Lines(client.stdout)
             if as_json:
                 failed = await out.until(event="connection_failed")
-                assert failed["cause"] == "Connection refused (ECONNREFUSED)"
+                # the error names its cause itself now (and its type says it)
+                assert failed["cause"] is None
+                assert failed["error_type"] == "ConnectionRefusedError"
                 assert failed["error"] == (
-                    f"all attempts to connect to 127.0.0.1:{port} failed: "
-                    "Connection refused (ECONNREFUSED)"
+                    f"cannot connect to 127.0.0.1:{port}: Connection refused (ECONNREFUSED)"
                 )
                 assert failed["retry_in"] is None
             else:
                 assert await out.next() == (
-                    f"! connection failed: all attempts to connect to 127.0.0.1:{port} "
-                    "failed: Connection refused (ECONNREFUSED) (giving up) [Disconnected]"
+                    f"! connection failed: cannot connect to 127.0.0.1:{port}: "
+                    "Connection refused (ECONNREFUSED) (giving up) [Disconnected]"
                 )
             assert await client.wait() == 1
 

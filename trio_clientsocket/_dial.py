@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
-import trio_websocket
 
 from ._compression import Deflate
-from ._engine import ENGINES, Engine
-from ._errors import ConnectionLost, HandshakeRejected, ProtocolError
+from ._engine import Engine, WebsocketsEngine
+from ._errors import ConnectionLost, HandshakeRejected, ProtocolError, connect_error
 from ._handshake import HandshakeResponse, HeadReader, check_upgrade, secret_header
-from ._link import READ, CountingStream, Link, TrioWebsocketLink, WireLink
+from ._link import READ, Link, WireLink
+
+if TYPE_CHECKING:
+    from ._engine_wsproto import WsprotoEngine
 from ._proxy import Proxy, ProxyOption, choose_proxy, http_tunnel, socks5_tunnel
 from ._url import Target, parse_url, redirect_url
 
@@ -37,6 +40,7 @@ def tcp_opener(
     ssl_context: ssl.SSLContext | None,
     proxy: ProxyOption = None,
     user_agent: str | None = None,
+    proxy_ssl: ssl.SSLContext | None = None,
 ) -> OpenStream:
     """The default ``open_stream``: TCP, through a proxy if one applies
     (``_proxy.choose_proxy``), plus TLS for ``wss://`` verified against
@@ -48,9 +52,9 @@ def tcp_opener(
         target = parse_url(url)
         via = choose_proxy(target, proxy)
         if via is None:
-            stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
+            stream = await _connect(target.host, target.port, f"{target.host}:{target.port}")
         else:
-            stream = await _tunnel(target, via, user_agent)
+            stream = await _tunnel(target, via, user_agent, proxy_ssl)
         if not target.secure:
             return stream
         return await _start_tls(stream, target, ssl_context)
@@ -58,12 +62,22 @@ def tcp_opener(
     return open_stream
 
 
-async def _tunnel(target: Target, proxy: Proxy, user_agent: str | None) -> trio.abc.Stream:
+async def _connect(host: str, port: int, where: str) -> trio.abc.Stream:
+    """A TCP stream to ``host:port``; a failure names ``where`` and its cause."""
+    try:
+        return await trio.open_tcp_stream(host, port)
+    except OSError as exc:
+        raise connect_error(exc, where) from exc
+
+
+async def _tunnel(
+    target: Target, proxy: Proxy, user_agent: str | None, proxy_ssl: ssl.SSLContext | None
+) -> trio.abc.Stream:
     """A stream to ``target`` through ``proxy``."""
-    stream: trio.abc.Stream = await trio.open_tcp_stream(proxy.host, proxy.port)
+    stream = await _connect(proxy.host, proxy.port, f"the proxy {proxy.shown}")
     try:
         if proxy.scheme == "https":
-            stream = await _start_tls(stream, proxy, None)
+            stream = await _start_tls(stream, proxy, proxy_ssl)
         if proxy.scheme in ("http", "https"):
             await http_tunnel(stream, target, proxy, user_agent)
         else:
@@ -99,6 +113,15 @@ async def _start_tls(
     except BaseException:
         await trio.aclose_forcefully(tcp)
         raise
+    chosen = tls.selected_alpn_protocol()
+    if chosen is not None and chosen != "http/1.1":
+        # A server that speaks HTTP/2 answers the handshake in frames that are
+        # not an HTTP/1.1 response: name the cause, and do not retry it.
+        await trio.aclose_forcefully(tls)
+        raise ssl.SSLError(
+            f"the server chose the ALPN protocol {chosen!r}, and a WebSocket handshake "
+            "needs HTTP/1.1: offer only 'http/1.1' (or no ALPN) in ssl_context"
+        )
     return tls
 
 
@@ -186,10 +209,20 @@ async def dial(
     )
 
 
+def engine_class(name: str) -> type[WebsocketsEngine] | type[WsprotoEngine]:
+    """The engine of ``transport=name``: wsproto's is imported on first use, so
+    that a program that never uses it does not pay for importing it."""
+    if name == "websockets":
+        return WebsocketsEngine
+    from ._engine_wsproto import WsprotoEngine
+
+    return WsprotoEngine
+
+
 async def _dial_engine(
     stream: trio.abc.Stream, target: Target, headers: list[tuple[str, str]], options: DialOptions
 ) -> Dialed:
-    engine: Engine = ENGINES[options.transport](
+    engine: Engine = engine_class(options.transport)(
         target, headers, options.max_size, options.subprotocols, options.compression
     )
     request = engine.request()
@@ -226,6 +259,10 @@ async def _dial_trio_websocket(
     headers: list[tuple[str, str]],
     options: DialOptions,
 ) -> Dialed:
+    import trio_websocket  # the transport's modules are imported on first use
+
+    from ._link_trio_websocket import CountingStream, TrioWebsocketLink
+
     counting = CountingStream(stream, options.subprotocols, options.max_size)
     ws: trio_websocket.WebSocketConnection | None = None
     with trio.CancelScope() as counting.handshake:

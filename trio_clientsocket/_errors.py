@@ -23,6 +23,11 @@ certificate) are reported as they are.
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
+import ssl
+
 __all__ = [
     "AttemptError",
     "ClientSocketError",
@@ -246,3 +251,94 @@ class AttemptError(TransportError):
         >>> str(AttemptError("url callable failed: boom"))
         'url callable failed: boom'
     """
+
+
+def os_reason(exc: OSError) -> str:
+    """What went wrong, in words: ``Connection refused (ECONNREFUSED)``, a resolver's
+    ``Name or service not known``, or the text of a TLS error.
+
+    Examples:
+        >>> os_reason(ConnectionRefusedError(111, "Error connecting to ('h', 1): ..."))
+        'Connection refused (ECONNREFUSED)'
+    """
+    if isinstance(exc, ssl.SSLError):
+        return str(exc)
+    if isinstance(exc, socket.gaierror | socket.herror):
+        return exc.strerror or str(exc)
+    code = exc.errno
+    if isinstance(code, int) and code in errno.errorcode:
+        return f"{os.strerror(code)} ({errno.errorcode[code]})"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    """The root causes behind ``error``: its ``__cause__`` chain, groups opened."""
+    found: list[BaseException] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error.__cause__]
+    while pending:
+        exc = pending.pop(0)
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        elif exc.__cause__ is not None:
+            pending.append(exc.__cause__)
+        else:
+            found.append(exc)
+    return found
+
+
+def underlying_causes(error: BaseException) -> list[str]:
+    """The root causes behind ``error`` (its ``__cause__`` chain, exception
+    groups opened), in words, without repeats or what ``str(error)`` already says.
+
+    Examples:
+        >>> refused = ConnectionRefusedError(111, "Connection refused")
+        >>> top = OSError("all attempts to connect to h:1 failed")
+        >>> top.__cause__ = ExceptionGroup("all attempts", [refused, refused])
+        >>> underlying_causes(top)
+        ['Connection refused (ECONNREFUSED)']
+    """
+    said = str(error)
+    found: list[str] = []
+    for exc in _leaves(error):
+        text = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+        text = text or type(exc).__name__
+        if text not in found and text not in said:
+            found.append(text)
+    return found
+
+
+def connect_error(error: OSError, where: str) -> OSError:
+    """``error``, raised while opening a TCP connection to ``where`` (``host:port``,
+    or ``the proxy ...``), in words that name it and say why: an OSError of the
+    same kind (and errno) as its cause, so that ``except ConnectionRefusedError``
+    and the classifier see what they saw before.
+
+    Examples:
+        >>> top = OSError("all attempts to connect to 127.0.0.1:1 failed")
+        >>> top.__cause__ = ConnectionRefusedError(111, "Connection refused")
+        >>> error = connect_error(top, "127.0.0.1:1")
+        >>> type(error).__name__, error.errno
+        ('ConnectionRefusedError', 111)
+        >>> str(error)
+        'cannot connect to 127.0.0.1:1: Connection refused (ECONNREFUSED)'
+        >>> str(connect_error(socket.gaierror(-2, "Name or service not known"), "nohost:80"))
+        'cannot resolve the host of nohost:80: Name or service not known'
+    """
+    if isinstance(error, socket.gaierror):
+        reworded: OSError = socket.gaierror(
+            f"cannot resolve the host of {where}: {os_reason(error)}"
+        )
+        reworded.errno = error.errno
+        return reworded
+    leaves = [exc for exc in _leaves(error) if isinstance(exc, OSError)] or [error]
+    reasons = underlying_causes(error) or [os_reason(error)]
+    first = leaves[0]
+    kind = type(first) if all(type(exc) is type(first) for exc in leaves) else OSError
+    reworded = kind(f"cannot connect to {where}: {'; '.join(reasons)}")
+    if all(exc.errno == first.errno for exc in leaves):
+        reworded.errno = first.errno  # set after: str() stays the sentence alone
+    return reworded

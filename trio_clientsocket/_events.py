@@ -42,11 +42,12 @@ class Event:
 
 @attrs.frozen
 class Connected(Event):
-    """A handshake completed: the first connect and every reconnect.
+    """A handshake completed: the first connect and every reconnect. Its repr
+    leaves out the handshake answer (``response`` has it).
 
     Examples:
         >>> Connected(url="ws://localhost:8080/")
-        Connected(url='ws://localhost:8080/', subprotocol=None, response=None)
+        Connected(url='ws://localhost:8080/', subprotocol=None)
     """
 
     url: str
@@ -54,7 +55,7 @@ class Connected(Event):
     values are shown as ``***`` (``ClientSocket.raw_url`` has the real one)."""
     subprotocol: str | None = None
     """The subprotocol the server chose, if any."""
-    response: HandshakeResponse | None = attrs.field(default=None, eq=False)
+    response: HandshakeResponse | None = attrs.field(default=None, eq=False, repr=False)
     """The server's handshake answer: status and headers (secret values hidden
     in its repr)."""
 

@@ -137,6 +137,9 @@ class ClientSocket:
             connection with 1009. Default 1 MiB.
         ssl_context: the ``ssl.SSLContext`` for ``wss://``; default: the system
             trust store with host names checked.
+        proxy_ssl: the ``ssl.SSLContext`` for an ``https://`` proxy (a proxy
+            with a private CA, say); default: the system trust store with host
+            names checked. ``ssl_context`` is for the server only.
         headers: extra handshake headers (mapping or pairs), or a callable
             returning them, evaluated on every attempt. Credentials in the URL
             (``ws://user:pass@host/``) are sent as ``Authorization: Basic``.
@@ -192,6 +195,7 @@ class ClientSocket:
         ping_timeout: float | None = 20.0,
         max_message_size: int = 2**20,
         ssl_context: ssl.SSLContext | None = None,
+        proxy_ssl: ssl.SSLContext | None = None,
         headers: HeadersSource | None = None,
         subprotocols: Sequence[str] = (),
         compression: Deflate | None = Deflate(),  # noqa: B008 - frozen, shared safely
@@ -229,6 +233,8 @@ class ClientSocket:
             raise ValueError(f"overflow must be one of {_OVERFLOWS}, got {overflow!r}")
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise TypeError("ssl_context must be an ssl.SSLContext")
+        if proxy_ssl is not None and not isinstance(proxy_ssl, ssl.SSLContext):
+            raise TypeError("proxy_ssl must be an ssl.SSLContext")
         if headers is not None and not callable(headers):
             header_pairs(headers)
         if isinstance(subprotocols, str) or not all(
@@ -259,7 +265,7 @@ class ClientSocket:
                 open_stream=(
                     open_stream
                     if open_stream is not None
-                    else tcp_opener(ssl_context, proxy, USER_AGENT)
+                    else tcp_opener(ssl_context, proxy, USER_AGENT, proxy_ssl)
                 ),
                 subprotocols=tuple(subprotocols),
                 compression=compression,

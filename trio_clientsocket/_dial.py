@@ -24,7 +24,14 @@ from ._link import READ, Link, WireLink
 
 if TYPE_CHECKING:
     from ._engine_wsproto import WsprotoEngine
-from ._proxy import Proxy, ProxyOption, choose_proxy, http_tunnel, socks5_tunnel
+from ._proxy import (
+    Proxy,
+    ProxyOption,
+    choose_proxy,
+    http_tunnel,
+    proxy_environment,
+    socks5_tunnel,
+)
 from ._url import Target, parse_url, redirect_url
 
 __all__ = ["TRANSPORTS", "DialOptions", "Dialed", "OpenStream", "dial", "tcp_opener"]
@@ -48,9 +55,11 @@ def tcp_opener(
     TLS handshake is done here, so that a certificate failure is raised at
     once instead of looking like a timeout."""
 
+    environment = proxy_environment() if proxy is True else None
+
     async def open_stream(url: str) -> trio.abc.Stream:
         target = parse_url(url)
-        via = choose_proxy(target, proxy)
+        via = choose_proxy(target, proxy, environment)
         if via is None:
             stream = await _connect(target.host, target.port, f"{target.host}:{target.port}")
         else:

@@ -11,6 +11,7 @@ import base64
 import ipaddress
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from typing import Literal
 
 import attrs
@@ -101,11 +102,14 @@ def parse_proxy(url: str) -> Proxy:
     )
 
 
-def choose_proxy(target: Target, option: ProxyOption) -> Proxy | None:
+def choose_proxy(
+    target: Target, option: ProxyOption, environment: Mapping[str, str] | None = None
+) -> Proxy | None:
     """The proxy ``target`` goes through: the option's, or with True the
     environment's (``https_proxy`` for ``wss://``, ``http_proxy`` for
     ``ws://``, else ``all_proxy``; none for a host in ``no_proxy``), as
-    websockets and curl do.
+    websockets and curl do. ``environment``: the proxies of the environment,
+    as ``proxy_environment()`` read them (read now when not given).
 
     Examples:
         >>> from trio_clientsocket._url import parse_url
@@ -118,11 +122,18 @@ def choose_proxy(target: Target, option: ProxyOption) -> Proxy | None:
         return None
     if isinstance(option, str):
         return parse_proxy(option)
-    proxies = urllib.request.getproxies_environment()
+    proxies = environment if environment is not None else proxy_environment()
     if bypassed(target.host, target.port, proxies.get("no", "")):
         return None
     url = proxies.get("https" if target.secure else "http") or proxies.get("all")
     return parse_proxy(url) if url else None
+
+
+def proxy_environment() -> dict[str, str]:
+    """The proxy variables of the environment (``https_proxy``, ``no_proxy``...),
+    by scheme: what ``choose_proxy`` reads. A socket reads them once, when it is
+    made, not on every attempt."""
+    return urllib.request.getproxies_environment()
 
 
 def bypassed(host: str, port: int, no_proxy: str) -> bool:

@@ -127,10 +127,6 @@ def parse_url(url: object) -> Target:
     """
     if not isinstance(url, str):
         raise InvalidURLError(f"URL must be a str, not {type(url).__name__}")
-    if not url or any(c.isspace() or ord(c) < 32 or 127 <= ord(c) <= 159 for c in url):
-        raise InvalidURLError(
-            f"URL {redact_url(url)!r} is empty or contains spaces or control characters"
-        )
     if not url.isascii():
         try:
             url.encode()
@@ -138,6 +134,10 @@ def parse_url(url: object) -> Target:
             raise InvalidURLError(
                 f"URL {redact_url(url)!r} is not valid text (a lone surrogate)"
             ) from None
+    if not url or " " in url or not url.isprintable():
+        raise InvalidURLError(
+            f"URL {redact_url(url)!r} is empty or contains spaces or control characters"
+        )
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port

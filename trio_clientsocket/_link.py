@@ -254,14 +254,17 @@ class WireLink:
             try:
                 data = os.read(fd, READ)
             except BlockingIOError:
+                data = None  # waited for below: not in the handler, which would
+                # keep the exception and its traceback alive as long as it waits
+            except OSError:  # reset by the peer
+                return b""
+            if data is None:
                 waited = True
                 try:
                     await trio.lowlevel.wait_readable(fd)
                 except trio.ClosedResourceError:
                     return b""
                 continue
-            except OSError:  # reset by the peer
-                return b""
             self._drained = len(data) < READ
             if waited:
                 self._ready = 0
@@ -372,6 +375,8 @@ class WireLink:
                 try:
                     sent = os.write(fd, view)
                 except BlockingIOError:
+                    sent = -1  # waited for below, out of the handler (see _receive)
+                if sent < 0:
                     self._ready = 0
                     await trio.lowlevel.wait_writable(fd)
                     continue

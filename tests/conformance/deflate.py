@@ -25,8 +25,11 @@ against; RFC 7692 section 7.1 where autobahn is silent):
   ``PerMessageDeflateOfferAccept(offer, ...)``; asking for what the offer does
   not accept is a ValueError. The server then decompresses with a new
   decompressor for each message (client_no_context_takeover) and a window of
-  2**N bytes; a client that compresses with more context or a larger window
-  than it agreed to gets a ``DeflateError``.
+  2**N bytes, as autobahn does. A client that refers to an earlier message
+  although it agreed not to, or further back than the agreed window reaches
+  across messages, gets a ``DeflateError`` (zlib checks the window only
+  against what it held before a call, so a reference too far back inside one
+  message goes unnoticed, as in autobahn).
 - Where autobahn is silent or loose, this module follows RFC 7692: a
   ``client_max_window_bits`` offered with a value is a promise and a ceiling,
   so the server never asks for a larger window than the client named (the
@@ -65,7 +68,7 @@ _BITS_VALUE = re.compile(r"[1-9][0-9]?")
 
 class DeflateError(ValueError):
     """A compressed message from the client that the agreed parameters cannot
-    decompress (corrupt data, more context or a larger window than agreed)."""
+    decompress (corrupt data, or a reference to data it no longer holds)."""
 
 
 @dataclass(frozen=True)
@@ -229,9 +232,7 @@ class Deflate:
     def compress(self, payload: bytes) -> bytes:
         """One whole message from the server, compressed (the caller sets RSV1
         on its first frame)."""
-        compressor = (
-            self._new_compressor() if self.server_no_context_takeover else self._compressor
-        )
+        compressor = self._new_compressor() if self.server_no_context_takeover else self._compressor
         data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
         assert data.endswith(_TAIL), "a sync flush ends with an empty stored block"
         return data[: -len(_TAIL)]

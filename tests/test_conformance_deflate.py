@@ -10,6 +10,7 @@ import random
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from websockets.extensions.permessage_deflate import (
@@ -398,3 +399,114 @@ def test_testdata_with_a_wrong_hash_is_a_skip_naming_the_fetch_command(
 def test_testdata_of_an_unknown_name_is_an_error() -> None:
     with pytest.raises(ValueError, match="name must be one of"):
         testdata.autobahn_testdata("../secret")
+
+
+# Sections 12/13: the server's acceptances and the echo grading.
+
+s12_13 = pytest.importorskip("tests.conformance.sections.s12_13")  # needs the test data
+
+
+@pytest.mark.parametrize(
+    ("accept", "offers", "answer"),
+    [
+        ("accept1", ["permessage-deflate"], "permessage-deflate"),
+        ("accept2", ["permessage-deflate"], "permessage-deflate; client_no_context_takeover"),
+        ("accept3", ["permessage-deflate"], None),  # the offer allows no window request
+        (
+            "accept3",
+            ["permessage-deflate", "permessage-deflate; client_max_window_bits"],
+            "permessage-deflate; client_max_window_bits=9",
+        ),
+        (
+            "accept4",
+            ["permessage-deflate; server_max_window_bits=10; client_max_window_bits"],
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=15",
+        ),
+        (
+            "accept6",
+            ["permessage-deflate; server_no_context_takeover; client_max_window_bits"],
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover;"
+            " client_max_window_bits=15",
+        ),
+        (
+            "accept7",
+            ["permessage-deflate; client_max_window_bits"],
+            "permessage-deflate; client_no_context_takeover; client_max_window_bits=9",
+        ),
+        ("accept7", ["permessage-deflate"], "permessage-deflate; client_no_context_takeover"),
+        ("accept5", [], None),
+    ],
+)
+def test_section_13_acceptances(accept: str, offers: list[str], answer: str | None) -> None:
+    deflate = getattr(s12_13, accept)(parse_offers(offers))
+    assert (deflate.response_header() if deflate else None) == answer
+
+
+class _Peer:
+    """The part of the Peer the compression cases use; the client echoes
+    through ``echo``."""
+
+    def __init__(self, deflate: Deflate | None) -> None:
+        self.deflate = deflate
+        self.sent: list[tuple[bytes, bool, int | None]] = []
+        self.closes: list[int | None] = []
+        self.timers: list[float] = []
+
+    def send_message(
+        self, payload: bytes, binary: bool, *, fragment_size: int | None = None
+    ) -> None:
+        self.sent.append((payload, binary, fragment_size))
+
+    def send_close(self, code: int | None = None) -> None:
+        self.closes.append(code)
+
+    def close_after(self, delay: float) -> None:
+        self.timers.append(delay)
+
+
+def _compression_case(size: tuple[int, int, int, int]) -> tuple[Any, _Peer, Any]:
+    case = s12_13.Compression("12.1.1", "", data_set="json_data1", size=size, accept=s12_13.accept1)
+    peer = _Peer(Deflate(DeflateOffer()))
+    return case, peer, cast(Any, peer)
+
+
+def test_compression_case_sends_slices_round_the_data_and_passes_on_exact_echoes() -> None:
+    source = testdata.autobahn_testdata("data1.json").decode()
+    case, peer, p = _compression_case((100_000, 3, 60, 256))
+    case.on_open(p)
+    assert peer.timers == [60]
+    for _ in range(3):
+        payload, binary, _ = peer.sent[-1]
+        case.on_message(p, payload, binary)
+    assert (case.behavior, peer.closes) == ("OK", [1000])
+    sent = [payload.decode() for payload, _, _ in peer.sent]
+    assert sent == [source[:100_000], source[100_000:] + source[:5944], source[5944:105_944]]
+    assert {(binary, size) for _, binary, size in peer.sent} == {(False, 256)}
+
+
+@pytest.mark.parametrize(
+    ("echo", "result"),
+    [
+        (lambda m: (m, True), "type differs"),
+        (lambda m: (m[:-1], False), "length differs"),
+        (lambda m: (m[:-1] + b"!", False), "contents differs"),
+    ],
+)
+def test_compression_case_fails_at_the_first_wrong_echo(
+    echo: Callable[[bytes], tuple[bytes, bool]], result: str
+) -> None:
+    case, peer, p = _compression_case((16, 1000, 60, 0))
+    case.on_open(p)
+    case.on_message(p, peer.sent[-1][0], False)
+    case.on_message(p, *echo(peer.sent[-1][0]))
+    assert (case.behavior, peer.closes, len(peer.sent)) == ("FAILED", [1000], 2)
+    assert result in case.result
+    case.on_message(p, peer.sent[-1][0], False)  # a late echo changes nothing
+    assert (case.behavior, len(peer.sent)) == ("FAILED", 2)
+
+
+def test_compression_case_without_deflate_is_unimplemented() -> None:
+    case, peer, p = _compression_case((16, 1000, 60, 0))
+    peer.deflate = None
+    case.on_open(p)
+    assert (case.behavior, peer.closes, peer.sent) == ("UNIMPLEMENTED", [1000], [])

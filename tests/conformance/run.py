@@ -88,11 +88,15 @@ def _sections(results: Sequence[CaseResult]) -> dict[str, list[CaseResult]]:
 
 def section_table(report: Report) -> str:
     """The per-section table of one client, as plain text."""
-    head = ["section", "cases", *COLUMNS, "close not OK", "no close frame"]
+    head = ["section", "cases", *COLUMNS, "close not OK", "no close frame", "seconds"]
+    groups = [
+        (f"{section} {SECTIONS.get(section, '')}".strip(), results)
+        for section, results in _sections(report.results).items()
+    ]
     rows = []
-    for section, results in _sections(report.results).items():
+    for title, results in [*groups, ("total", report.results)]:
         counts = _counts(results)
-        title = f"{section} {SECTIONS.get(section, '')}".strip()
+        seconds = sum(r.duration for r in results)
         rows.append(
             [
                 title,
@@ -100,18 +104,9 @@ def section_table(report: Report) -> str:
                 *(str(counts[c]) for c in COLUMNS),
                 str(counts["close"]),
                 str(counts["noclose"]),
+                f"{seconds:.1f}",
             ]
         )
-    total = _counts(report.results)
-    rows.append(
-        [
-            "total",
-            str(len(report.results)),
-            *(str(total[c]) for c in COLUMNS),
-            str(total["close"]),
-            str(total["noclose"]),
-        ]
-    )
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
     lines = [
         "  ".join(

@@ -53,6 +53,7 @@ from .case import (
     FAILED,
     Case,
     Event,
+    ExpectedClose,
     State,
 )
 
@@ -98,6 +99,10 @@ class CaseResult:
     client_sent_close: bool
     """The client sent a close frame (a client that fails the connection
     SHOULD send one, RFC 6455 section 7.1.7; autobahn does not grade it)."""
+    expected: dict[str, list[Event]] = field(default_factory=dict)
+    """What the case expected (verdict -> events), as it stated it on open."""
+    expected_close: ExpectedClose | None = None
+    """How the case expected the connection to close (None: it never opened)."""
     received: list[Event] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What the harness saw besides the grading: the client's error, a client
@@ -306,6 +311,7 @@ def _never_opened(case: Case, why: str) -> CaseResult:
         report_time=case.report_time,
         connection_was_open=False,
         client_sent_close=False,
+        expected=dict(case.expected),
         received=list(case.received),
     )
 
@@ -402,6 +408,8 @@ class _Connection:
             report_time=case.report_time,
             connection_was_open=True,
             client_sent_close=self.client_sent_close,
+            expected=dict(case.expected),
+            expected_close=case.expected_close,
             received=list(case.received),
             notes=self._notes,
         )

@@ -137,6 +137,9 @@ def non_ok(report: Report) -> list[str]:
         for note in r.notes:
             line += f" [note: {note}]"
         lines.append(line)
+    silent = [r.id for r in report.results if r.connection_was_open and not r.client_sent_close]
+    if silent:
+        lines.append(f"no close frame from the client in {len(silent)}: {', '.join(silent)}")
     return lines
 
 

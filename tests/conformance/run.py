@@ -175,6 +175,8 @@ def side_by_side(reports: Sequence[Report]) -> str:
     lines.append(
         f"| **total** | {max(len(r.results) for r in reports)} | " + " | ".join(total) + " |"
     )
+    silent = [str(_counts(r.results)["noclose"]) for r in reports]
+    lines.append("| no close frame from the client | | " + " | ".join(silent) + " |")
     lines.append("| seconds | | " + " | ".join(f"{r.seconds:.0f}" for r in reports) + " |")
     return "\n".join(lines)
 

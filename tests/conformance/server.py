@@ -300,18 +300,24 @@ def _never_opened(case: Case, why: str) -> CaseResult:
     case.result = why
     case.behavior_close = FAILED
     case.result_close = "The WebSocket opening handshake was never completed!"
+    return _result(case)
+
+
+def _result(case: Case, conn: _Connection | None = None, duration: float = 0.0) -> CaseResult:
+    """The graded ``case``, and what its connection (if it opened) saw."""
     return CaseResult(
         id=case.id,
         behavior=case.behavior,
         behavior_close=case.behavior_close,
         result=case.result,
         result_close=case.result_close,
-        remote_close_code=None,
-        duration=0.0,
+        remote_close_code=conn.remote_close_code if conn is not None else None,
+        duration=duration,
         report_time=case.report_time,
-        connection_was_open=False,
-        client_sent_close=False,
+        connection_was_open=conn is not None,
+        client_sent_close=conn is not None and conn.client_sent_close,
         expected=dict(case.expected),
+        expected_close=case.expected_close if conn is not None else None,
         received=list(case.received),
     )
 
@@ -335,7 +341,6 @@ class _Connection:
         self.client_sent_close = False
         self._violations: list[str] = []
         self._failures: list[str] = []
-        self._notes: list[str] = []
         self._buffer: list[bytes] = []  # the pending TCP write
         self._queue: deque[bytes] = deque()  # pieces written one TCP write each
         self._triggered = False
@@ -397,22 +402,7 @@ class _Connection:
         if self._failures:
             case.behavior = FAILED
             case.result = "; ".join(self._failures)
-        return CaseResult(
-            id=case.id,
-            behavior=case.behavior,
-            behavior_close=case.behavior_close,
-            result=case.result,
-            result_close=case.result_close,
-            remote_close_code=self.remote_close_code,
-            duration=duration,
-            report_time=case.report_time,
-            connection_was_open=True,
-            client_sent_close=self.client_sent_close,
-            expected=dict(case.expected),
-            expected_close=case.expected_close,
-            received=list(case.received),
-            notes=self._notes,
-        )
+        return _result(case, self, duration)
 
     async def _refuse(self, why: str) -> None:
         body = why.encode("ascii", "replace")

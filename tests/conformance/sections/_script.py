@@ -12,13 +12,12 @@ from ..case import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
     Case,
-    CaseFactory,
     Event,
     ExpectedClose,
     Peer,
 )
 
-__all__ = ["CLIENT_FAILS", "CLOSE", "SERVER_CLOSES", "Frame", "Scripted", "scripted"]
+__all__ = ["CLIENT_FAILS", "CLOSE", "SERVER_CLOSES", "Frame", "Scripted"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,8 @@ CLIENT_FAILS = ExpectedClose(
 
 
 class Scripted(Case):
+    """``partial(Scripted, ...)`` is the factory of a case of this shape."""
+
     def __init__(
         self,
         id: str,
@@ -84,16 +85,3 @@ class Scripted(Case):
             p.kill_after(delay)
         else:
             p.close_after(delay)
-
-
-def scripted(
-    id: str,
-    description: str,
-    expectation: str,
-    steps: Sequence[Frame | Literal["close"]],
-    expected: dict[str, list[Event]],
-    expected_close: ExpectedClose,
-    end: tuple[Literal["kill", "close"], float],
-) -> CaseFactory:
-    """A factory of ``Scripted`` cases with these arguments."""
-    return lambda: Scripted(id, description, expectation, steps, expected, expected_close, end)

@@ -3,9 +3,11 @@ failing the connection, unsolicited pongs ignored, pings cut in chops."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from ..case import OK, CaseFactory, Event
 from ..frames import OP_PING, OP_PONG
-from ._script import CLIENT_FAILS, CLOSE, SERVER_CLOSES, Frame, scripted
+from ._script import CLIENT_FAILS, CLOSE, SERVER_CLOSES, Frame, Scripted
 
 __all__ = ["CASES"]
 
@@ -15,7 +17,8 @@ _CLEAN = "Clean close with normal code."
 def _ping(
     id: str, description: str, payload: bytes, chopsize: int | None = None, close: float = 1.0
 ) -> CaseFactory:
-    return scripted(
+    return partial(
+        Scripted,
         id,
         description,
         f"Pong with payload echo'ed is sent in reply to Ping. {_CLEAN}",
@@ -29,7 +32,8 @@ def _ping(
 def _pings(id: str, chopsize: int | None) -> CaseFactory:
     payloads = [b"payload-%d" % i for i in range(10)]
     pongs: list[Event] = [("pong", payload) for payload in payloads]
-    return scripted(
+    return partial(
+        Scripted,
         id,
         "Send 10 Pings with payload."
         + (" Send out octets in octet-wise chops." if chopsize else ""),
@@ -53,7 +57,8 @@ CASES: list[CaseFactory] = [
         b"\x00\xff\xfe\xfd\xfc\xfb\x00\xff",
     ),
     _ping("2.4", "Send ping with binary payload of 125 octets.", b"\xfe" * 125),
-    scripted(
+    partial(
+        Scripted,
         "2.5",
         "Send ping with binary payload of 126 octets.",
         "Connection is failed immediately (1002/Protocol Error), since control frames are "
@@ -70,7 +75,8 @@ CASES: list[CaseFactory] = [
         chopsize=1,
         close=2.0,
     ),
-    scripted(
+    partial(
+        Scripted,
         "2.7",
         "Send unsolicited pong without payload. Verify nothing is received. " + _CLEAN,
         "Nothing.",
@@ -79,7 +85,8 @@ CASES: list[CaseFactory] = [
         SERVER_CLOSES,
         ("close", 1.0),
     ),
-    scripted(
+    partial(
+        Scripted,
         "2.8",
         "Send unsolicited pong with payload. Verify nothing is received. " + _CLEAN,
         "Nothing.",
@@ -88,7 +95,8 @@ CASES: list[CaseFactory] = [
         SERVER_CLOSES,
         ("close", 1.0),
     ),
-    scripted(
+    partial(
+        Scripted,
         "2.9",
         "Send unsolicited pong with payload. Send ping with payload. "
         "Verify pong for ping is received.",

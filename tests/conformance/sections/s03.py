@@ -3,9 +3,11 @@ defines them; the client must fail the connection (1002)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from ..case import NON_STRICT, OK, CaseFactory
 from ..frames import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT
-from ._script import CLIENT_FAILS, Frame, scripted
+from ._script import CLIENT_FAILS, Frame, Scripted
 
 __all__ = ["CASES"]
 
@@ -18,7 +20,8 @@ _FAIL_AFTER_ECHO = (
 
 
 def _alone(id: str, what: str, frame: Frame) -> CaseFactory:
-    return scripted(
+    return partial(
+        Scripted,
         id,
         what,
         "The connection is failed immediately, since RSV must be 0.",
@@ -30,7 +33,8 @@ def _alone(id: str, what: str, frame: Frame) -> CaseFactory:
 
 
 def _after_echo(id: str, rsv: int, how: str, sync: bool, chopsize: int | None) -> CaseFactory:
-    return scripted(
+    return partial(
+        Scripted,
         id,
         f"Send small text message, then send again with RSV = {rsv}, then send Ping.{how}",
         _FAIL_AFTER_ECHO,
@@ -46,7 +50,8 @@ def _after_echo(id: str, rsv: int, how: str, sync: bool, chopsize: int | None) -
 
 
 CASES: list[CaseFactory] = [
-    scripted(
+    partial(
+        Scripted,
         "3.1",
         "Send small text message with RSV = 1.",
         "The connection is failed immediately (1002/protocol error), since RSV must be 0, "

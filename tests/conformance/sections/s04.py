@@ -3,9 +3,11 @@ control (4.2: 11-15); the client must fail the connection (1002)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from ..case import NON_STRICT, OK, CaseFactory
 from ..frames import OP_PING, OP_TEXT
-from ._script import CLIENT_FAILS, Frame, scripted
+from ._script import CLIENT_FAILS, Frame, Scripted
 
 __all__ = ["CASES"]
 
@@ -14,7 +16,8 @@ _RESERVED = b"reserved opcode payload"
 
 
 def _alone(id: str, kind: str, opcode: int, payload: bytes) -> CaseFactory:
-    return scripted(
+    return partial(
+        Scripted,
         id,
         f"Send frame with reserved {kind} Opcode = {opcode}"
         + (" and non-empty payload." if payload else "."),
@@ -29,7 +32,8 @@ def _alone(id: str, kind: str, opcode: int, payload: bytes) -> CaseFactory:
 def _after_echo(
     id: str, kind: str, opcode: int, payload: bytes, chopsize: int | None
 ) -> CaseFactory:
-    return scripted(
+    return partial(
+        Scripted,
         id,
         f"Send small text message, then send frame with reserved {kind} Opcode = {opcode}"
         + (" and non-empty payload" if payload else "")

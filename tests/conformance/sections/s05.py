@@ -4,9 +4,11 @@ continuation frames where there is nothing to continue."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from ..case import CLOSE_NORMAL, NON_STRICT, OK, Case, CaseFactory, ExpectedClose, Peer
 from ..frames import OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
-from ._script import CLIENT_FAILS, SERVER_CLOSES, Frame, scripted
+from ._script import CLIENT_FAILS, SERVER_CLOSES, Frame, Scripted
 
 __all__ = ["CASES"]
 
@@ -25,7 +27,8 @@ _CHOP_WORDS = {
 
 
 def _control(id: str, opcode: int, name: str) -> CaseFactory:
-    return scripted(
+    return partial(
+        Scripted,
         id,
         f"Send {name} fragmented into 2 fragments.",
         "Connection is failed immediately, since control message MUST NOT be fragmented.",
@@ -47,7 +50,8 @@ def _fragmented(id: str, chop: str, ping: bool) -> CaseFactory:
         "frame": ", octets are sent in frame-wise chops",
         "octet": ", octets are sent in octet-wise chops",
     }[chop]
-    return scripted(
+    return partial(
+        Scripted,
         id,
         "Send text Message fragmented into 2 fragments"
         + (", one ping with payload in-between" if ping else "")
@@ -63,7 +67,8 @@ def _fragmented(id: str, chop: str, ping: bool) -> CaseFactory:
 
 def _orphan(id: str, fin: bool, chop: str) -> CaseFactory:
     sync, chopsize = _CHOPS[chop]
-    return scripted(
+    return partial(
+        Scripted,
         id,
         "Send unfragmented Text Message after Continuation Frame with FIN = "
         f"{str(fin).lower()}, where there is nothing to continue, {_CHOP_WORDS[chop]}.",
@@ -86,7 +91,8 @@ def _repeated(id: str, fin: bool) -> CaseFactory:
         Frame(OP_TEXT, b"fragment2", fin=False),
         Frame(OP_CONTINUATION, b"fragment3"),
     ]
-    return scripted(
+    return partial(
+        Scripted,
         id,
         f"Repeated 2x: Continuation Frame with FIN = {str(fin).lower()} (where there is "
         "nothing to continue), then text Message fragmented into 2 fragments.",
@@ -163,7 +169,8 @@ CASES: list[CaseFactory] = [
     _orphan("5.12", False, "one"),
     _orphan("5.13", False, "frame"),
     _orphan("5.14", False, "octet"),
-    scripted(
+    partial(
+        Scripted,
         "5.15",
         "Send text Message fragmented into 2 fragments, then Continuation Frame with FIN = "
         "false where there is nothing to continue, then unfragmented Text Message, all sent "
@@ -181,7 +188,8 @@ CASES: list[CaseFactory] = [
     ),
     _repeated("5.16", False),
     _repeated("5.17", True),
-    scripted(
+    partial(
+        Scripted,
         "5.18",
         "Send text Message fragmented into 2 fragments, with both frame opcodes set to text, "
         "sent in one chop.",

@@ -7,6 +7,7 @@ of autobahn's ``case6_x_x.py``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from ..case import (
     CLOSE_INVALID_PAYLOAD,
@@ -20,7 +21,7 @@ from ..case import (
     State,
 )
 from ..frames import OP_CONTINUATION, OP_TEXT, frame_header
-from ._script import Frame, scripted
+from ._script import Frame, Scripted
 
 __all__ = ["CASES", "utf8_sequences"]
 
@@ -350,7 +351,8 @@ _INVALID = _KAPPA + b"\xed\xa0\x80" + b"edited"  # invalid exactly on octet 12 (
 _FAST = _KAPPA + b"\xf4\x90\x80\x80" + b"edited"  # octet 12 (0x90) makes it > U+10FFFF
 
 CASES: list[CaseFactory] = [
-    scripted(
+    partial(
+        Scripted,
         "6.1.1",
         "Send text message of length 0.",
         _ECHOED + " (with empty payload).",
@@ -359,7 +361,8 @@ CASES: list[CaseFactory] = [
         _server_closes(),
         ("close", 1.0),
     ),
-    scripted(
+    partial(
+        Scripted,
         "6.1.2",
         "Send fragmented text message, 3 fragments each of length 0.",
         _ECHOED + " (with empty payload).",
@@ -368,7 +371,8 @@ CASES: list[CaseFactory] = [
         _server_closes(),
         ("close", 1.0),
     ),
-    scripted(
+    partial(
+        Scripted,
         "6.1.3",
         "Send fragmented text message, 3 fragments, first and last of length 0, middle non-empty.",
         _ECHOED + " (with payload = payload of middle fragment).",
@@ -384,7 +388,8 @@ CASES: list[CaseFactory] = [
     lambda: MessageCase(
         "6.2.1", "Send a valid UTF-8 text message in one fragment.", _HELLO, True, ("close", 1.0)
     ),
-    scripted(
+    partial(
+        Scripted,
         "6.2.2",
         "Send a valid UTF-8 text message in two fragments, fragmented on UTF-8 "
         "code point boundary.",

@@ -46,6 +46,12 @@ FULL = os.environ.get("CONFORMANCE") == "full"
 FULL_ONLY = pytest.mark.skipif(
     not FULL, reason="the whole Autobahn set takes minutes: set CONFORMANCE=full"
 )
+EVERY_CASE = FULL or os.environ.get("CONFORMANCE") == "ci"
+EVERY_CASE_ONLY = pytest.mark.skipif(
+    not EVERY_CASE,
+    reason="every case takes minutes: set CONFORMANCE=ci (the library's transports) "
+    "or CONFORMANCE=full (every client)",
+)
 FULL_TIMEOUT = pytest.mark.timeout(3600)
 
 QUICK = (
@@ -69,6 +75,8 @@ def ids_for(level: str) -> list[str]:
 
 
 LEVELS = ["quick", pytest.param("full", marks=[FULL_ONLY, FULL_TIMEOUT])]
+CLIENTSOCKET_LEVELS = ["quick", pytest.param("full", marks=[EVERY_CASE_ONLY, FULL_TIMEOUT])]
+"""The library's own transports run every case in CI too (CONFORMANCE=ci)."""
 
 FAILING_CLOSE = (FAILED, UNCLEAN, WRONG_CODE)
 
@@ -133,16 +141,14 @@ def test_every_section_is_loaded() -> None:
 # -- the library ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="library fixes pending")
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", CLIENTSOCKET_LEVELS)
 @pytest.mark.parametrize("client", ["websockets-engine", "wsproto-engine", "trio-websocket"])
 async def test_clientsocket_fails_no_case(client: str, level: str) -> None:
     report = await report_of(client, ids_for(level))
     assert not failures(report), _show(report)
 
 
-@pytest.mark.xfail(strict=False, reason="library fixes pending")
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", CLIENTSOCKET_LEVELS)
 @pytest.mark.parametrize("client", ["websockets-engine", "wsproto-engine", "trio-websocket"])
 async def test_clientsocket_always_sends_a_close_frame(client: str, level: str) -> None:
     report = await report_of(client, ids_for(level))

@@ -31,9 +31,8 @@ that line.
 
 from __future__ import annotations
 
-import os
-
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import os
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from typing import Literal
 
@@ -129,11 +129,32 @@ def choose_proxy(
     return parse_proxy(url) if url else None
 
 
+_PROXY_SCHEMES = ("http", "https", "all", "no")
+
+
 def proxy_environment() -> dict[str, str]:
-    """The proxy variables of the environment (``https_proxy``, ``no_proxy``...),
-    by scheme: what ``choose_proxy`` reads. A socket reads them once, when it is
-    made, not on every attempt."""
-    return urllib.request.getproxies_environment()
+    """The proxy variables of the environment, by scheme (``https_proxy`` ->
+    ``"https"``, ``no_proxy`` -> ``"no"``): what ``choose_proxy`` reads, as
+    curl and urllib read them: the lower-case name first, and ``HTTP_PROXY``
+    ignored in a CGI request (``REQUEST_METHOD`` set: httpoxy). A socket reads
+    them once, when it is made: only these few names are looked up.
+
+    Examples:
+        >>> import os
+        >>> os.environ["https_proxy"] = "http://p:3128"
+        >>> proxy_environment()["https"]
+        'http://p:3128'
+        >>> del os.environ["https_proxy"]
+    """
+    environ = os.environ
+    found: dict[str, str] = {}
+    for scheme in _PROXY_SCHEMES:
+        value = environ.get(f"{scheme}_proxy")
+        if value is None and not (scheme == "http" and "REQUEST_METHOD" in environ):
+            value = environ.get(f"{scheme.upper()}_PROXY")
+        if value:
+            found[scheme] = value
+    return found
 
 
 def bypassed(host: str, port: int, no_proxy: str) -> bool:

@@ -105,7 +105,7 @@ class ClientSocket:
 
     Examples:
         >>> async def main():  # doctest: +SKIP
-        ...     async with ClientSocket("ws://localhost:8080/app/gxwebsocket?42") as sock:
+        ...     async with ClientSocket("ws://localhost:8080/gxwebsocket?42") as sock:
         ...         await sock.send("hello")
         ...         async for event in sock.events():
         ...             match event:

@@ -20,7 +20,7 @@ import trio
 
 from tests.test_cli import Lines
 from tests.test_docs import ENV, INTERRUPTED, ROOT, UNTIL_INTERRUPTED, python_blocks
-from trio_clientsocket import ClientSocket, Undelivered
+from trio_clientsocket import ClientSocket, Deflate, Undelivered
 from trio_clientsocket.testing import MockServer, open_mock_server
 
 from .conftest import URL, client_socket, next_event_skip
@@ -248,13 +248,40 @@ async def test_the_tutorial_prints_delays_with_one_decimal_and_says_when_it_give
 # -- the index and the reference ----------------------------------------------------------
 
 
-def test_the_index_lists_every_option_of_client_socket() -> None:
+def index_options() -> dict[str, str]:
+    """Each option of the index's list, and the default it shows."""
     text = (DOCS / "index.md").read_text()
     section = text[text.index("## Options") : text.index("## Command line")]
-    listed = set()
-    for names in re.findall(r"^- ((?:`\w+`(?:, )?)+) \(", section, re.M):
-        listed |= set(re.findall(r"`(\w+)`", names))
-    assert listed == set(inspect.signature(ClientSocket).parameters)
+    shown: dict[str, str] = {}
+    for listed, defaults in re.findall(r"^- ((?:`\w+`(?:, )?)+) \((.*?)\):", section, re.M):
+        names = re.findall(r"`(\w+)`", listed)
+        values = defaults.split(", ") if len(names) > 1 else [defaults]
+        shown |= dict(zip(names, values, strict=True))
+    return shown
+
+
+def test_the_index_lists_every_option_of_client_socket() -> None:
+    assert set(index_options()) == set(inspect.signature(ClientSocket).parameters)
+
+
+# The defaults first documented on the index by issue 21 (test_promises.py attacks the others).
+DEFAULTS = {
+    "url": ("none", None),
+    "subprotocols": ("none", ()),
+    "compression": ("`Deflate()`", Deflate()),
+    "proxy": ("`True`", True),
+    "buffer_bytes": ("8 MiB", 8 * 2**20),
+    "transport": ('`"websockets"`', "websockets"),
+    "visible_query_keys": ("none", ()),
+    "connect_limiter": ("none", None),
+}
+
+
+@pytest.mark.parametrize("name", DEFAULTS)
+def test_the_index_shows_the_default_of(name: str) -> None:
+    text, value = DEFAULTS[name]
+    assert index_options()[name].startswith(text)
+    assert inspect.signature(ClientSocket).parameters[name].default == value
 
 
 def test_max_attempts_is_always_shown_as_backoffs() -> None:

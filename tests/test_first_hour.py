@@ -118,7 +118,7 @@ async def interrupt(code: str, tmp_path: Path) -> tuple[int, str, MockServer]:
                 assert process.stdout is not None
                 assert process.stderr is not None
                 await Lines(process.stdout).next()
-                assert server.connections, "printed before connecting"
+                await server.wait_connections(1)
                 process.send_signal(signal.SIGINT)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(read_all, process.stdout)

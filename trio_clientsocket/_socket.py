@@ -105,7 +105,7 @@ class ClientSocket:
 
     Examples:
         >>> async def main():  # doctest: +SKIP
-        ...     async with ClientSocket("ws://localhost:8080/app/gxwebsocket?42") as sock:
+        ...     async with ClientSocket("ws://localhost:8080/gxwebsocket?42") as sock:
         ...         await sock.send("hello")
         ...         async for event in sock.events():
         ...             match event:
@@ -118,7 +118,8 @@ class ClientSocket:
             async) callable that returns one, evaluated on every attempt (to
             refresh a token or client id). None: stay closed until ``open()``.
         reconnect: the ``Backoff`` policy; None disables reconnecting.
-            Default ``Backoff()``: 1 s doubling to 30 s, jittered, forever.
+            Default ``Backoff()``: 1 s doubling to 30 s, jittered, forever;
+            ``Backoff(max_attempts=5)`` gives up after 5 failures in a row.
         connect_timeout: seconds allowed for one attempt (the ``url`` and
             ``headers`` callables + TCP + TLS + handshake); default 10. A
             callable that hangs ends the attempt with ``ConnectTimeout``,

@@ -587,12 +587,12 @@ class Recorder:
                 )
             except OSError as exc:
                 reason = exc.strerror or type(exc).__name__
-                raise ValueError(f"record: cannot write {os.fspath(file)!r}: {reason}") from None
+                raise ValueError(f"cannot write {os.fspath(file)!r}: {reason}") from None
         elif callable(getattr(file, "write", None)):
             self._file = file
         else:
             raise TypeError(
-                f"record must be a path or a writable text file, not {type(file).__name__}"
+                f"file must be a path or a writable text file, not {type(file).__name__}"
             )
         self.bytes_written = 0
         """Bytes written so far."""
@@ -683,6 +683,7 @@ class Recorder:
         *,
         data: bool = False,
         body: tuple[str, Any] | None = None,
+        t: float | None = None,
     ) -> None:
         """Write one event line. ``data``: a message, ping, pong or raw line,
         under the size bound; ``body``: its (field, value), dropped past the
@@ -691,7 +692,7 @@ class Recorder:
             return
         if self._t0 is None:
             self._header(None)
-        line: dict[str, Any] = {"t": self._time(), "ev": kind}
+        line: dict[str, Any] = {"t": self._time() if t is None else t, "ev": kind}
         if connection is not None:
             line["conn"] = connection
         line.update(fields)
@@ -750,12 +751,13 @@ class Recorder:
         async def recorded(url: str) -> trio.abc.Stream:
             self._scrub.add_url(url, self._visible)
             shown = self._scrub(redact_url(url, self._visible))
-            if self._t0 is None:
-                self._time()
+            first = self._t0 is None
+            t = self._time()  # the first call is the transcript's time 0
+            if first:
                 self._header(shown)
             self._connections += 1
             number = self._connections
-            self._line("connect", number, {"url": shown})
+            self._line("connect", number, {"url": shown}, t=t)
             try:
                 stream = await open_stream(url)
             except trio.Cancelled:
@@ -962,7 +964,11 @@ def recorder_for(record: object, visible_keys: Collection[str]) -> tuple[Recorde
     if isinstance(record, Recorder):
         return record, False
     if isinstance(record, str | os.PathLike) or callable(getattr(record, "write", None)):
-        return Recorder(record, visible_query_keys=visible_keys), True  # type: ignore[arg-type]
+        try:
+            recorder = Recorder(record, visible_query_keys=visible_keys)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ValueError(f"record: {exc}") from None
+        return recorder, True
     raise TypeError(
         "record must be a path, a writable text file or a trio_clientsocket.testing.Recorder, "
         f"not {type(record).__name__}"

@@ -44,6 +44,9 @@ __all__ = ["ReplayDivergence", "ReplayServer", "open_replay_server"]
 _ROOM = 2**62
 """The client's messages are parsed whole, whatever their size."""
 _MAX_REQUEST = 65536
+_GRACE = 1e-6
+"""How long past its time a server action waits for the client's messages
+that came before it in the recording (the recording's precision)."""
 
 
 def _shown(message: Message | None, size: int | None = None, text: bool = True) -> str:
@@ -121,6 +124,8 @@ class _Action:
     fragments: int = 1
     code: int | None = None
     reason: str = ""
+    after: int = 0
+    """The client's messages that came before it in the recording."""
 
 
 @attrs.define
@@ -162,6 +167,10 @@ class _Script:
     after_close: list[_Action] = attrs.Factory(list)
     """The server's actions after the client's close frame, at times after it."""
     client_closed: float | None = None
+    """When the client's close frame went, after the connection began."""
+    close_answered: bool = False
+    """The client's close frame answered the server's (which came first)."""
+    server_closed: bool = False
     pongs: list[tuple[float, bytes] | None] = attrs.Factory(list)
     """For the client's k-th ping: the server's pong, that long after it (None: no answer)."""
     pings: list[tuple[float, bytes]] = attrs.Factory(list)
@@ -271,6 +280,7 @@ def _add(script: _Script, kind: Any, offset: float, event: dict[str, Any]) -> No
             script.pongs.append(None)
         elif kind == "close" and script.client_closed is None:
             script.client_closed = offset
+            script.close_answered = script.server_closed
         return
     if kind == "end":
         script.ended = True
@@ -291,6 +301,8 @@ def _add(script: _Script, kind: Any, offset: float, event: dict[str, Any]) -> No
     )
     if kind == "message" and action.data is None:
         return  # its body was not recorded: not replayed
+    if kind == "close":
+        script.server_closed = True
     if kind == "pong":
         payload = action.data or b""
         for index, (at, ping) in enumerate(script.pings):
@@ -302,6 +314,7 @@ def _add(script: _Script, kind: Any, offset: float, event: dict[str, Any]) -> No
 
 def _server_action(script: _Script, action: _Action) -> None:
     if script.client_closed is None:
+        action.after = len(script.expected)
         script.timed.append(action)
     else:
         action.at -= script.client_closed
@@ -471,8 +484,10 @@ class _Played:
         self.offered_deflate = False
         self.client = Frames(masked=True)
         self.sent = 0  # the client's messages so far
+        self.heard = trio.lowlevel.ParkingLot()  # woken at each
         self.pings = 0
         self.client_closed = False
+        self.server_closed = False
         self.ended_at: float | None = None
 
     async def serve(self, inbox: trio.MemoryReceiveChannel[bytes]) -> None:
@@ -497,7 +512,12 @@ class _Played:
 
     async def _run(self, actions: list[_Action], anchor: float) -> None:
         for action in actions:
-            await trio.sleep_until(anchor + action.at)
+            due = anchor + action.at
+            await trio.sleep_until(due)
+            if action.after > self.sent:  # what it answered has not come yet: a moment's grace
+                with trio.move_on_at(due + _GRACE):
+                    while action.after > self.sent:
+                        await self.heard.park()
             self._do(action)
 
     def _head(self, response: dict[str, Any]) -> bytes:
@@ -529,6 +549,9 @@ class _Played:
         elif kind == "raw":
             stream.write(action.data or b"")
         elif kind == "close":
+            if self.server_closed:
+                return  # one close frame: the replay's client closed first this time
+            self.server_closed = True
             payload = b""
             if action.code is not None:
                 payload = action.code.to_bytes(2, "big") + action.reason.encode()
@@ -589,14 +612,14 @@ class _Played:
         if part.kind == "message":
             index = self.sent
             self.sent += 1
-            if not script.complete:
-                return
+            self.heard.unpark_all()
             came: Message | None = part.data
             if part.text and part.data is not None:
                 came = part.data.decode("utf-8", "replace")
             expected = script.expected[index] if index < len(script.expected) else None
             if expected is None:
-                self.replay._diverged(script.number, now, expected=None, came=came)
+                if script.complete:  # else the recording has no more of them
+                    self.replay._diverged(script.number, now, expected=None, came=came)
             elif not expected.matches(part):
                 self.replay._diverged(
                     script.number,
@@ -615,9 +638,11 @@ class _Played:
                 nursery.start_soon(self._run, [_Action(answer[0], "pong", payload)], now)
         elif part.kind == "close" and not self.client_closed:
             self.client_closed = True
-            if script.client_closed is not None:
+            if script.client_closed is not None and script.close_answered == self.server_closed:
+                # as recorded: its answer (or what followed the server's close) follows
                 nursery.start_soon(self._run, script.after_close, now)
-            else:  # the recorded client did not close here: answer as a server does
+            elif not self.server_closed:  # not as recorded: answer as a server does
+                self.server_closed = True
                 payload = b"" if part.code is None else part.code.to_bytes(2, "big")
                 self.stream.write(_frame(8, payload))
                 self.stream.end(reset=False)
@@ -625,7 +650,7 @@ class _Played:
     def missing(self, now: float) -> _Expected | None:
         """The first recorded message of the client that has not come and is due."""
         script = self.script
-        if not script.complete or self.sent >= len(script.expected):
+        if self.sent >= len(script.expected):
             return None
         expected = script.expected[self.sent]
         if self.ended_at is not None or self.start + expected.at <= now:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import io
 import json
 import os
@@ -32,12 +33,14 @@ from trio_clientsocket import (
     MessageReceived,
     ProxyRejected,
     SocketClosedError,
+    __version__,
 )
 from trio_clientsocket._cli import underlying_causes
 from trio_clientsocket.testing import (
     MockServer,
     Recorder,
     ReplayDivergence,
+    ReplayServer,
     ServerConnection,
     open_mock_server,
     open_replay_server,
@@ -85,6 +88,16 @@ async def collect(sock: ClientSocket, seen: Seen, t0: float, kind: type[Event]) 
         if isinstance(event, kind):
             return event
     raise AssertionError(f"the event stream ended before a {kind.__name__}")
+
+
+async def play_out(replay: ReplayServer, sock: ClientSocket, seen: Seen, count: int) -> None:
+    """Events until one short of ``count``; at the recording's end, close
+    (the recorded application's last act) and take the ``Closed``."""
+    while len(seen) < count - 1:
+        await collect(sock, seen, 0.0, Event)
+    await replay.wait_finished()
+    await sock.close()
+    await collect(sock, seen, 0.0, Closed)
 
 
 # -- the issue's test: a real TCP session, two restarts and a close code -------------
@@ -151,7 +164,15 @@ async def test_a_real_tcp_session_replays_with_the_same_events_at_the_same_times
         ("ConnectionLost", 4001),
     ]
     transcript = lines(path)
-    assert transcript[0]["format"] == "trio-clientsocket-transcript"
+    header = transcript[0]
+    assert (header["format"], header["version"], header["library"]) == (
+        "trio-clientsocket-transcript",
+        1,
+        __version__,
+    )
+    assert header["url"] == url
+    assert header["max_bytes"] == 64 * 2**20
+    assert datetime.datetime.fromisoformat(header["started"]).utcoffset() == datetime.timedelta(0)
     assert transcript[-1]["ev"] == "stop"  # the socket closed the file it opened
     assert events_of(transcript, "close", **{"from": "server", "code": 4001})
 
@@ -161,11 +182,7 @@ async def test_a_real_tcp_session_replays_with_the_same_events_at_the_same_times
         async with replay.client(url, reconnect=EXACT) as sock:
             await collect(sock, replayed, 0.0, MessageReceived)
             await sock.send("one")
-            while len(replayed) < len(recorded) - 1:
-                await collect(sock, replayed, 0.0, Event)
-            await replay.wait_finished()
-            await sock.close()
-            await collect(sock, replayed, 0.0, Closed)
+            await play_out(replay, sock, replayed, len(recorded))
     assert replay.started_at is not None
     assert [(t - replay.started_at, s) for t, s in replayed] == recorded
 
@@ -245,6 +262,14 @@ async def test_a_cli_recording_replays_in_the_pages_example(tmp_path: Path) -> N
     assert done.returncode == 0, (done.stdout + done.stderr).decode()
     assert b"1 passed" in done.stdout
 
+    # the divergence the page shows, word for word
+    with pytest.raises(ReplayDivergence) as caught:
+        await replay_sending(incident.read_text(), ["subscribe price"])
+    shown = re.search(r"```text\n(connection .*)\n```", (DOCS / "record-replay.md").read_text())
+    assert shown is not None
+    at = r"at \d+\.\d{3} s"  # when the handshake was answered: a few ms into this recording
+    assert re.sub(at, "at T", str(caught.value)) == re.sub(at, "at T", shown.group(1))
+
 
 def test_cli_record_to_an_unwritable_file_exits_2(tmp_path: Path) -> None:
     done = subprocess.run(
@@ -322,11 +347,7 @@ async def test_the_recorder_on_every_transport(
             await sock.send("héllo")
             await sock.send(b"\x00\xff" * 10)
             await sock.send(big)
-            while len(replayed) < len(recorded) - 1:
-                await collect(sock, replayed, 0.0, Event)
-            await replay.wait_finished()
-            await sock.close()
-            await collect(sock, replayed, 0.0, Closed)
+            await play_out(replay, sock, replayed, len(recorded))
     assert replay.started_at is not None
     assert [(t - replay.started_at, s) for t, s in replayed] == recorded  # recorded from 0
 
@@ -336,9 +357,9 @@ async def test_the_recorder_on_every_transport(
 
 class Scripted:
     """An ``open_stream`` that raises the failures it is given, in order (None:
-    open the mock server's stream instead)."""
+    open the mock server's stream instead; "hang": never return)."""
 
-    def __init__(self, server: MockServer, failures: list[BaseException | None]) -> None:
+    def __init__(self, server: MockServer, failures: list[BaseException | str | None]) -> None:
         self.server = server
         self.failures = failures
 
@@ -346,7 +367,9 @@ class Scripted:
         await trio.lowlevel.checkpoint()
         if self.failures:
             failure = self.failures.pop(0)
-            if failure is not None:
+            if failure == "hang":
+                await trio.sleep_forever()
+            if isinstance(failure, BaseException):
                 raise failure
         return await self.server.open_stream(url)
 
@@ -364,11 +387,12 @@ def refused() -> OSError:
 async def test_failures_of_every_kind_replay_with_the_same_errors(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """A refusal (with its causes), a DNS failure, a proxy's 503, a handshake
-    503, a handshake that never came (ConnectTimeout), a dead peer
-    (KeepaliveTimeout: no pong), garbage (ProtocolError 1002), and a TLS
-    certificate failure that ends it: the replay gives the same errors (class,
-    text, code, causes) at the same times."""
+    """A refusal (with its causes), a DNS failure, a proxy's 503, a TCP
+    connect that hangs and a handshake answer that never comes (both
+    ConnectTimeout), a handshake 503, a dead peer (KeepaliveTimeout: no pong),
+    garbage (ProtocolError 1002), invalid UTF-8 (1007), and a TLS certificate
+    failure that ends it: the replay gives the same errors (class, text, code,
+    causes) at the same times."""
     options: dict[str, Any] = {"reconnect": EXACT, "ping_interval": 5.0, "ping_timeout": 2.0}
     file = io.StringIO()
     recorded: Seen = []
@@ -382,10 +406,12 @@ async def test_failures_of_every_kind_replay_with_the_same_errors(
                 refused(),
                 socket.gaierror(-2, "Name or service not known"),
                 ProxyRejected("http://proxy.test:3128", 503),
+                "hang",  # cut short by connect_timeout
                 None,  # rejected: 503
                 None,  # the answer never comes: ConnectTimeout
                 None,  # connected, then the server freezes: KeepaliveTimeout
                 None,  # connected, then garbage
+                None,  # connected, then a text message that is not UTF-8
                 ssl.SSLCertVerificationError(
                     1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"
                 ),
@@ -405,19 +431,28 @@ async def test_failures_of_every_kind_replay_with_the_same_errors(
                         break
                 elif isinstance(event, Connected) and len(server.connections) == 1:
                     server.stall()
-                elif isinstance(event, Connected):
+                elif isinstance(event, Connected) and len(server.connections) == 2:
                     await server.connections[-1].send_raw(b"\x8f\x00")  # reserved opcode
+                elif isinstance(event, Connected):
+                    await server.connections[-1].send_raw(b"\x81\x02\xff\xfe")
         recorder.close()
     assert [s[1] for _, s in recorded if s[0] == "ConnectionFailed"] == [
         "OSError",
         "gaierror",
         "ProxyRejected",
+        "ConnectTimeout",
         "HandshakeRejected",
         "ConnectTimeout",
         "KeepaliveTimeout",
         "ProtocolError",
+        "ProtocolError",
         "SSLCertVerificationError",
     ]
+    assert [getattr(e, "code", None) for e in errors][-3:] == [1002, 1007, None]
+    transcript = lines(file.getvalue())
+    assert len(events_of(transcript, "connect_cancelled")) == 1
+    (invalid,) = events_of(transcript, "message", **{"from": "server"})
+    assert (invalid["kind"], invalid["b64"]) == ("text", "//4=")
 
     replayed: Seen = []
     again: list[BaseException] = []
@@ -640,6 +675,7 @@ async def test_no_secret_is_written(
     assert ["Authorization", "***"] in request["headers"]
     assert ["Cookie", "***"] in request["headers"]
     assert request["target"] == "/app?token=***&v=1"
+    assert len(events_of(transcript, "connect")) == 3  # failed, redirected, moved
     redirect = events_of(transcript, "response", status=302)[0]
     assert ["location", "ws://mock.test/moved?token=***"] in redirect["headers"]
     assert events_of(transcript, "close", **{"from": "server", "reason": "bad token *** for ***"})
@@ -655,8 +691,9 @@ async def test_the_file_is_bounded_and_says_where_it_stopped(
     the connection's end is still recorded, and the truncated transcript still
     replays what it has (the close code) without false divergences."""
     file = io.StringIO()
-    recorder = Recorder(file, max_bytes=4000)
-    messages = [f"{n:03d}" + "m" * 97 for n in range(60)]
+    recorder = Recorder(file, max_bytes=4400)
+    # 100 bytes each, 670 in JSON: the line, not only the message, must fit
+    messages = [f"{n:03d}" + "\x01" * 97 for n in range(60)]
     async with open_mock_server(echo=True) as server:
         async with server.client(record=recorder, reconnect=None) as sock:
             for message in messages:
@@ -675,15 +712,15 @@ async def test_the_file_is_bounded_and_says_where_it_stopped(
     with_body = [end for end, e in ends if "text" in e or "b64" in e]
     data = [end for end, e in ends if e.get("ev") in ("message", "ping", "pong", "raw")]
     assert with_body
-    assert max(with_body) <= 3000
+    assert max(with_body) <= 3300
     assert data
-    assert max(data) <= 4000
+    assert max(data) <= 4400
     notices = [e["what"] for _, e in ends if e.get("ev") == "truncated"]
     assert notices == ["bodies", "messages"]
     kinds = [e.get("ev") for _, e in ends]
     assert kinds.index("truncated") < kinds.index("close")  # the end is still there
     assert kinds[-3:] == ["end", "report", "stop"]
-    assert len(text.encode()) < 4000 + 1000  # past the bound: connection lines only
+    assert len(text.encode()) < 4400 + 1000  # past the bound: connection lines only
 
     async with open_replay_server(io.StringIO(text)) as replay:
         async with replay.client(reconnect=None) as sock:
@@ -742,6 +779,8 @@ async def test_a_path_is_created_at_once_and_closed_with_the_block(
         assert path.read_text() == ""  # created (truncated) by the constructor
         async with sock:
             await sock.wait_connected()
+            written = [e.get("ev") for e in lines(path)]  # as it happens, not at the end
+            assert written[1:5] == ["connect", "open", "request", "response"]
     assert lines(path)[-1]["ev"] == "stop"
 
 
@@ -801,3 +840,22 @@ async def test_events_and_fields_a_reader_does_not_know_are_ignored(
     ]
     extended.insert(2, json.dumps({"t": 0.0, "ev": "something-new", "conn": 1}))
     assert await replay_sending("\n".join(extended), ["a"]) == []
+
+
+async def test_a_fragmented_message_is_recorded_whole_and_replayed_in_as_many_frames(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    file = io.StringIO()
+    async with open_mock_server() as server:
+        async with server.client(record=file) as sock:
+            await sock.wait_connected()
+            await server.connections[0].send_raw(b"\x01\x02he" + b"\x00\x01l" + b"\x80\x02lo")
+            assert await next_event(sock) == MessageReceived("hello")
+    (recorded,) = events_of(lines(file.getvalue()), "message")
+    assert (recorded["text"], recorded["fragments"]) == ("hello", 3)
+    again = io.StringIO()  # the replay, recorded in its turn
+    async with open_replay_server(io.StringIO(file.getvalue())) as replay:
+        async with replay.client(record=again) as sock:
+            assert await next_event(sock) == MessageReceived("hello")
+    (replayed,) = events_of(lines(again.getvalue()), "message")
+    assert (replayed["text"], replayed["fragments"]) == ("hello", 3)

@@ -870,6 +870,7 @@ async def _run_connect(
         if recorder is not None:
             recorder.record_event(event)  # the socket's view, next to the wire's
         printer.event(event, sock)
+
     stopped_by: int | None = None  # the signal that ended the session
     input_error: str | None = None  # why standard input could not be read
     # Open for the whole session, so that a signal is never Python's default

@@ -222,7 +222,7 @@ class _Violation(Exception):
 
 
 class Frames:
-    """One direction of a WebSocket connection, parsed into ``Part``\\ s:
+    """One direction of a WebSocket connection, parsed into parts (``Part``):
     ``masked`` for the client's frames. Data frames are assembled into
     messages and inflated (``deflate()``) up to the ``room`` each ``feed``
     allows; a message larger than that is reported without its data, and on

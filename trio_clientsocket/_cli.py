@@ -54,6 +54,7 @@ from ._events import (
     Undelivered,
 )
 from ._genexus import check_client_id, genexus_endpoint
+from ._record import Recorder
 from ._socket import ClientSocket
 from ._url import redact_url
 
@@ -255,6 +256,13 @@ def add_commands(commands: Any) -> None:
         "seconds of a ping (default: %(default)s)",
     )
     connect.add_argument(
+        "--record",
+        metavar="FILE",
+        help="write a transcript of the session to FILE (JSON lines: each attempt, the "
+        "handshakes, every message both ways, pings, closes, the events shown; secrets "
+        "redacted), to replay it in a test with trio_clientsocket.testing.open_replay_server",
+    )
+    connect.add_argument(
         "--insecure",
         action="store_true",
         help="DANGER: do not verify the server's TLS certificate (development only)",
@@ -339,7 +347,17 @@ def _target(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     return url, headers
 
 
-def _socket(args: argparse.Namespace) -> ClientSocket:
+def _recorder(path: str | None) -> Recorder | None:
+    """The ``--record`` file's recorder; UsageError when it cannot be written."""
+    if path is None:
+        return None
+    try:
+        return Recorder(path)
+    except ValueError as exc:
+        raise UsageError(f"--record: {exc}") from None
+
+
+def _socket(args: argparse.Namespace, recorder: Recorder | None = None) -> ClientSocket:
     url, headers = _target(args)
     if args.reconnect_max < args.reconnect_initial:
         raise UsageError(
@@ -373,6 +391,7 @@ def _socket(args: argparse.Namespace) -> ClientSocket:
             ping_timeout=args.ping_timeout if keepalive else None,
             headers=headers or None,
             ssl_context=context,
+            record=recorder,
         )
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
@@ -833,8 +852,25 @@ def _rl_point_reader(readline: ModuleType) -> Callable[[], int] | None:
 
 
 async def _connect(args: argparse.Namespace, out: TextIO, terminal: _Terminal | None) -> int:
-    sock = _socket(args)
+    recorder = _recorder(args.record)
+    try:
+        return await _run_connect(args, out, terminal, recorder)
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+
+async def _run_connect(
+    args: argparse.Namespace, out: TextIO, terminal: _Terminal | None, recorder: Recorder | None
+) -> int:
+    sock = _socket(args, recorder)
     printer = _Printer(out, as_json=args.json, timestamps=args.timestamps, terminal=terminal)
+
+    def show(event: Event) -> None:
+        if recorder is not None:
+            recorder.record_event(event)  # the socket's view, next to the wire's
+        printer.event(event, sock)
+
     stopped_by: int | None = None  # the signal that ended the session
     input_error: str | None = None  # why standard input could not be read
     # Open for the whole session, so that a signal is never Python's default
@@ -845,7 +881,7 @@ async def _connect(args: argparse.Namespace, out: TextIO, terminal: _Terminal | 
 
                 async def watch_events() -> None:
                     async for event in sock.events():
-                        printer.event(event, sock)
+                        show(event)
                         if printer.gave_up or printer.broken is not None:
                             nursery.cancel_scope.cancel()
 
@@ -892,7 +928,7 @@ async def _connect(args: argparse.Namespace, out: TextIO, terminal: _Terminal | 
         # The socket's last events (Undelivered, Closed) are still in the channel.
         while True:
             try:
-                printer.event(sock.events().receive_nowait(), sock)
+                show(sock.events().receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
     if stopped_by is not None:

@@ -24,6 +24,7 @@ from ._handshake import is_token
 from ._loop import USER_AGENT, Config, HeadersSource, Run, Shared, UrlSource, header_pairs
 from ._proxy import ProxyOption, parse_proxy
 from ._queues import EventStream, Mutex, Outbox
+from ._record import Recorder, RecordOption, recorder_for
 from ._state import Status, Trigger
 from ._stats import SocketStatistics
 from ._url import parse_url
@@ -184,6 +185,14 @@ class ClientSocket:
             thousands of sockets in one process reconnecting together do not
             each time out waiting for the CPU. ``connect_timeout`` counts from
             when the attempt gets its slot.
+        record: write a transcript of every connection to this path (created,
+            or truncated, at once; closed when the block exits) or writable text
+            file, or through a ``trio_clientsocket.testing.Recorder``: each
+            attempt and how it ended, the handshake, every message both ways
+            with its time, pings, closes with code and reason, and how each
+            connection ended, as JSON lines, secrets redacted, bounded in size.
+            ``trio_clientsocket.testing.open_replay_server`` replays it on the
+            mock clock (see the record-replay page).
     """
 
     def __init__(
@@ -211,6 +220,7 @@ class ClientSocket:
         transport: Transport = "websockets",
         visible_query_keys: Iterable[str] = (),
         connect_limiter: trio.CapacityLimiter | None = None,
+        record: RecordOption = None,
     ) -> None:
         if url is not None:
             _check_url(url)
@@ -254,6 +264,11 @@ class ClientSocket:
         self._overflow = overflow
         self._close_timeout = close_timeout
         self._visible_keys = frozenset(visible_query_keys) if visible_query_keys else _NO_KEYS
+        # last: a file it opens is closed when the block exits
+        recorder, owned = recorder_for(record, self._visible_keys)
+        self._owned_recorder: Recorder | None = recorder if owned else None
+        if open_stream is None:
+            open_stream = tcp_opener(ssl_context, proxy, USER_AGENT, proxy_ssl)
         self._config = Config(
             reconnect=reconnect,
             connect_timeout=connect_timeout,
@@ -263,11 +278,7 @@ class ClientSocket:
             dial=DialOptions(
                 transport=transport,
                 max_size=max_message_size,
-                open_stream=(
-                    open_stream
-                    if open_stream is not None
-                    else tcp_opener(ssl_context, proxy, USER_AGENT, proxy_ssl)
-                ),
+                open_stream=recorder._wrap(open_stream) if recorder is not None else open_stream,
                 subprotocols=tuple(subprotocols),
                 compression=compression,
             ),
@@ -315,6 +326,8 @@ class ClientSocket:
                 await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
             finally:
                 self._events._close()
+                if self._owned_recorder is not None:
+                    self._owned_recorder.close()
             raise
         return self
 
@@ -342,6 +355,8 @@ class ClientSocket:
                 await self._nursery_manager.__aexit__(None, None, None)
             finally:
                 self._events._close()
+                if self._owned_recorder is not None:
+                    self._owned_recorder.close()
         return None
 
     # -- public API ----------------------------------------------------------

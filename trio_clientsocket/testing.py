@@ -16,6 +16,11 @@ Examples:
 
 The same server also listens on a real TCP port with ``await
 server.listen_tcp()``, with the same fault controls.
+
+Record and replay: ``Recorder`` (or ``ClientSocket(record=path)``) writes a
+transcript of real traffic; ``open_replay_server(path)`` plays it back as an
+in-memory server on the mock clock and reports a ``ReplayDivergence`` when the
+application's messages differ from the recorded ones.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from wsproto.utilities import ProtocolError
 from ._events import Message
 from ._genexus import NotificationInfo
 from ._loop import UrlSource
+from ._record import Recorder
+from ._replay import ReplayDivergence, ReplayServer, open_replay_server
 from ._socket import ClientSocket
 
 __all__ = [
@@ -56,8 +63,12 @@ __all__ = [
     "ErrorHandler",
     "Handler",
     "MockServer",
+    "Recorder",
+    "ReplayDivergence",
+    "ReplayServer",
     "ServerConnection",
     "open_mock_server",
+    "open_replay_server",
 ]
 
 Handler = Callable[["MockServer", "ServerConnection", NotificationInfo], Awaitable[None]]

@@ -158,9 +158,9 @@ async def test_a_real_tcp_session_replays_with_the_same_events_at_the_same_times
     failures = [s for _, s in recorded if s[0] == "ConnectionFailed"]
     assert [(f[1], f[3]) for f in failures] == [
         ("ConnectionLost", 1006),
-        ("OSError", None),
+        ("ConnectionRefusedError", None),
         ("ConnectionLost", 1006),
-        ("OSError", None),
+        ("ConnectionRefusedError", None),
         ("ConnectionLost", 4001),
     ]
     transcript = lines(path)

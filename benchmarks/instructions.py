@@ -1,5 +1,7 @@
-"""CPU instructions per message, counted by valgrind's callgrind: the same number on
-every run, however busy the machine, where wall-clock throughput moves by 30 %.
+"""CPU instructions per message, counted by valgrind's callgrind: nearly the same
+number on every run (within 1 %), where wall-clock throughput moves by 30 %. Load
+still decides which path a client takes (whether a read finds data or has to
+wait): the round trip moved by 4 % between a busy and a quiet machine.
 
 For each row and client, runs ``clients.py`` twice under callgrind, with a small
 and a larger count, and divides the difference by the difference in count, so that
@@ -23,7 +25,7 @@ runs), and the Python functions with the most bytecodes per message, inclusive
 (cProfile whose clock counts executed bytecodes, two more runs, not under
 valgrind).
 
-Run: ``python benchmarks/instructions.py`` (needs valgrind; about 1.5 hours on two
+Run: ``python benchmarks/instructions.py`` (needs valgrind; about 45 minutes on two
 cores). One cell: ``python benchmarks/instructions.py --tests send16 --clients cs
 --quick`` (under a minute). The library measured is the one next to this folder.
 """

@@ -107,7 +107,10 @@ def clientsocket_opener(**options: Any) -> Opener:
     return open_conn
 
 
-class _Websockets:
+class _SendRecv:
+    """A connection with ``send(message)`` and ``recv()``: websockets' (trio or
+    asyncio) or ``minimal.py``'s."""
+
     def __init__(self, ws: Any) -> None:
         self.ws = ws
 
@@ -128,7 +131,7 @@ def websockets_opener(**options: Any) -> Opener:
     @asynccontextmanager
     async def open_conn(url: str) -> AsyncIterator[Conn]:
         async with connect(url, **options) as ws:
-            yield _Websockets(ws)
+            yield _SendRecv(ws)
 
     return open_conn
 
@@ -140,7 +143,7 @@ def websockets_asyncio_opener(**options: Any) -> Opener:
     @asynccontextmanager
     async def open_conn(url: str) -> AsyncIterator[Conn]:
         async with connect(url, **options) as ws:
-            yield _Websockets(ws)
+            yield _SendRecv(ws)
 
     return open_conn
 
@@ -227,23 +230,9 @@ def minimal_opener(kind: str) -> Opener:
     @asynccontextmanager
     async def open_conn(url: str) -> AsyncIterator[Conn]:
         async with minimal.connect(url, kind) as ws:
-            yield _Minimal(ws)
+            yield _SendRecv(ws)
 
     return open_conn
-
-
-class _Minimal:
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-
-    async def send(self, message: str, count: int = 1) -> None:
-        for _ in range(count):
-            await self.ws.send(message)
-
-    async def recv(self, count: int = 1) -> str | bytes:
-        for _ in range(count):
-            message: str | bytes = await self.ws.recv()
-        return message
 
 
 ASYNCIO = {"picows (asyncio, Cython)", "websockets asyncio"}

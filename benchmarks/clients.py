@@ -1,8 +1,9 @@
 """One benchmark measurement in a fresh process; prints one JSON line.
 
 Run: ``python benchmarks/clients.py CLIENT TEST PORT [ARGS...]``, where TEST is
-``recv SIZE COUNT``, ``send SIZE COUNT``, ``rtt COUNT``, ``connect COUNT``,
-``memory SOCKETS`` or ``idle_cpu SOCKETS SECONDS``. ``run.py`` drives it.
+``recv SIZE COUNT``, ``send SIZE COUNT``, ``rtt COUNT`` (16 B messages), ``connect COUNT``,
+``memory SOCKETS`` or ``idle_cpu SOCKETS SECONDS``. ``run.py`` and
+``instructions.py`` drive it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,25 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
 import trio
+from server import notification  # the payload of every send test
+
+from trio_clientsocket import ClientSocket, Connected, MessageReceived
 
 
 class Conn(Protocol):
-    async def send(self, message: str) -> None: ...
-    async def recv(self) -> str | bytes: ...
+    """One open connection. Each client writes its own loop, as an application
+    would, so that no wrapper call per message is measured."""
+
+    async def send(self, message: str, count: int = 1) -> None:
+        """Send ``message`` ``count`` times."""
+
+    async def recv(self, count: int = 1) -> str | bytes:
+        """Receive ``count`` messages; return the last."""
 
 
 Opener = Callable[[str], Any]  # url -> async context manager yielding a Conn
@@ -36,11 +46,13 @@ class _TrioWebsocket:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
 
-    async def send(self, message: str) -> None:
-        await self.ws.send_message(message)
+    async def send(self, message: str, count: int = 1) -> None:
+        for _ in range(count):
+            await self.ws.send_message(message)
 
-    async def recv(self) -> str | bytes:
-        message: str | bytes = await self.ws.get_message()
+    async def recv(self, count: int = 1) -> str | bytes:
+        for _ in range(count):
+            message: str | bytes = await self.ws.get_message()
         return message
 
 
@@ -56,36 +68,36 @@ def trio_websocket_opener(**options: Any) -> Opener:
 
 
 class _ClientSocket:
-    def __init__(self, sock: Any) -> None:
-        from trio_clientsocket import MessageReceived
+    """Used as the README shows: ``async for event in sock.events()`` and ``match``."""
 
+    def __init__(self, sock: ClientSocket) -> None:
         self.sock = sock
-        self.events = sock.events()
-        self.kind = MessageReceived
 
-    async def send(self, message: str) -> None:
-        await self.sock.send(message)
+    async def send(self, message: str, count: int = 1) -> None:
+        for _ in range(count):
+            await self.sock.send(message)
 
-    async def recv(self) -> str | bytes:
-        while True:
-            event = await self.events.receive()
-            if type(event) is self.kind:
-                message: str | bytes = event.message
-                return message
+    async def recv(self, count: int = 1) -> str | bytes:
+        async for event in self.sock.events():
+            match event:
+                case MessageReceived(message=message):
+                    count -= 1
+                    if count == 0:
+                        return message
+        raise EOFError("the socket closed")
 
 
-async def _until_connected(sock: Any) -> None:
+async def _until_connected(sock: ClientSocket) -> None:
     """As an application does: read events until Connected (an unread event
     would hold the event buffer's memory in the idle tests, and so would a
     variable of this frame that kept the event)."""
     async for event in sock.events():
-        if type(event).__name__ == "Connected":
-            return
+        match event:
+            case Connected():
+                return
 
 
 def clientsocket_opener(**options: Any) -> Opener:
-    from trio_clientsocket import ClientSocket
-
     @asynccontextmanager
     async def open_conn(url: str) -> AsyncIterator[Conn]:
         async with ClientSocket(url, **options) as sock:
@@ -95,34 +107,51 @@ def clientsocket_opener(**options: Any) -> Opener:
     return open_conn
 
 
-class _Websockets:
+class _SendRecv:
+    """A connection with ``send(message)`` and ``recv()``: websockets' (trio or
+    asyncio) or ``minimal.py``'s."""
+
     def __init__(self, ws: Any) -> None:
         self.ws = ws
 
-    async def send(self, message: str) -> None:
-        await self.ws.send(message)
+    async def send(self, message: str, count: int = 1) -> None:
+        for _ in range(count):
+            await self.ws.send(message)
 
-    async def recv(self) -> str | bytes:
-        message: str | bytes = await self.ws.recv()
+    async def recv(self, count: int = 1) -> str | bytes:
+        for _ in range(count):
+            message: str | bytes = await self.ws.recv()
         return message
 
 
 def websockets_opener(**options: Any) -> Opener:
+    """websockets.trio's client; ``options`` go to its ``connect``."""
     from websockets.trio.client import connect
-
-    options.setdefault("compression", None)
 
     @asynccontextmanager
     async def open_conn(url: str) -> AsyncIterator[Conn]:
-        async with connect(url, proxy=None, **options) as ws:
-            yield _Websockets(ws)
+        async with connect(url, **options) as ws:
+            yield _SendRecv(ws)
+
+    return open_conn
+
+
+def websockets_asyncio_opener(**options: Any) -> Opener:
+    """websockets' asyncio client (same connection class as websockets.trio's wrapper)."""
+    from websockets.asyncio.client import connect
+
+    @asynccontextmanager
+    async def open_conn(url: str) -> AsyncIterator[Conn]:
+        async with connect(url, **options) as ws:
+            yield _SendRecv(ws)
 
     return open_conn
 
 
 class _Picows:
     """picows (asyncio, Cython): its frames go into a deque that ``recv`` reads,
-    the least any client can do to hand messages to a task."""
+    the least any client can do to hand messages to a task; ``send`` waits while
+    picows reports the transport's buffer over its high-water mark."""
 
     def __init__(self) -> None:
         import asyncio
@@ -132,7 +161,7 @@ class _Picows:
 
         conn = self
 
-        class Listener(WSListener):  # type: ignore[misc]
+        class Listener(WSListener):
             def on_ws_frame(self, transport: Any, frame: Any) -> None:
                 if frame.msg_type == WSMsgType.TEXT:
                     conn.queue.append(frame.get_payload_as_utf8_text())
@@ -144,26 +173,42 @@ class _Picows:
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
 
+            def pause_writing(self) -> None:
+                conn.paused = asyncio.get_running_loop().create_future()
+
+            def resume_writing(self) -> None:
+                if conn.paused is not None:
+                    conn.paused.set_result(None)
+                    conn.paused = None
+
         self.listener_class = Listener
         self.queue: deque[str | bytes] = deque()
         self.waiter: asyncio.Future[None] | None = None
+        self.paused: asyncio.Future[None] | None = None
         self.transport: Any = None
         self.text = WSMsgType.TEXT
 
-    async def send(self, message: str) -> None:
-        self.transport.send(self.text, message.encode())
+    async def send(self, message: str, count: int = 1) -> None:
+        transport, text, data = self.transport, self.text, message.encode()
+        for _ in range(count):
+            while self.paused is not None:
+                await self.paused
+            transport.send(text, data)
 
-    async def recv(self) -> str | bytes:
+    async def recv(self, count: int = 1) -> str | bytes:
         import asyncio
 
-        while not self.queue:
-            self.waiter = asyncio.get_running_loop().create_future()
-            await self.waiter
-        return self.queue.popleft()
+        queue = self.queue
+        for _ in range(count):
+            while not queue:
+                self.waiter = asyncio.get_running_loop().create_future()
+                await self.waiter
+            message = queue.popleft()
+        return message
 
 
 def picows_opener() -> Opener:
-    from picows import ws_connect
+    from picows import WSCloseCode, ws_connect
 
     @asynccontextmanager
     async def open_conn(url: str) -> AsyncIterator[Conn]:
@@ -172,14 +217,25 @@ def picows_opener() -> Opener:
         conn.transport = transport
         try:
             yield conn
-        finally:
-            transport.disconnect()
+        finally:  # the close handshake: the server answers and closes the TCP connection
+            transport.send_close(WSCloseCode.OK)
             await transport.wait_disconnected()
 
     return open_conn
 
 
-ASYNCIO = {"picows (asyncio, Cython)"}
+def minimal_opener(kind: str) -> Opener:
+    import minimal
+
+    @asynccontextmanager
+    async def open_conn(url: str) -> AsyncIterator[Conn]:
+        async with minimal.connect(url, kind) as ws:
+            yield _SendRecv(ws)
+
+    return open_conn
+
+
+ASYNCIO = {"picows (asyncio, Cython)", "websockets asyncio"}
 CLIENTS: dict[str, Callable[[], Opener]] = {
     "trio-websocket (defaults)": lambda: trio_websocket_opener(),
     "trio-websocket (ClientSocket's settings)": lambda: trio_websocket_opener(
@@ -190,10 +246,14 @@ CLIENTS: dict[str, Callable[[], Opener]] = {
     "ClientSocket (trio-websocket transport)": lambda: clientsocket_opener(
         transport="trio-websocket"
     ),
-    "websockets.trio": lambda: websockets_opener(),
+    "websockets.trio": lambda: websockets_opener(compression=None, proxy=None),
     "ClientSocket (no compression offered)": lambda: clientsocket_opener(compression=None),
-    "websockets.trio (deflate)": lambda: websockets_opener(compression="deflate"),
+    "websockets.trio (deflate)": lambda: websockets_opener(compression="deflate", proxy=None),
+    "websockets.trio (defaults)": lambda: websockets_opener(),
+    "websockets asyncio": lambda: websockets_asyncio_opener(),
     "picows (asyncio, Cython)": lambda: picows_opener(),
+    "minimal (SocketStream)": lambda: minimal_opener("stream"),
+    "minimal (fd + wait_readable)": lambda: minimal_opener("fd"),
 }
 SLEEP: Callable[[float], Any] = trio.sleep
 
@@ -205,20 +265,17 @@ async def recv(opener: Opener, url: str, size: int, count: int) -> dict[str, flo
     async with opener(url) as conn:
         start = time.perf_counter()
         await conn.send(f"push {count} {size}")
-        for _ in range(count):
-            await conn.recv()
-        assert await conn.recv() == "end"
+        assert await conn.recv(count + 1) == "end"  # count messages, then "end"
         elapsed = time.perf_counter() - start
     return {"msgs_per_s": count / elapsed, "mb_per_s": count * size / elapsed / 1e6}
 
 
 async def send(opener: Opener, url: str, size: int, count: int) -> dict[str, float]:
-    payload = "y" * size
+    payload = notification(0, size)
     async with opener(url) as conn:
         await conn.send(f"pull {count}")
         start = time.perf_counter()
-        for _ in range(count):
-            await conn.send(payload)
+        await conn.send(payload, count)
         assert await conn.recv() == "done"
         elapsed = time.perf_counter() - start
     return {"msgs_per_s": count / elapsed, "mb_per_s": count * size / elapsed / 1e6}
@@ -226,11 +283,12 @@ async def send(opener: Opener, url: str, size: int, count: int) -> dict[str, flo
 
 async def rtt(opener: Opener, url: str, count: int) -> dict[str, float]:
     samples = []
+    message = notification(0, 16)
     async with opener(url) as conn:
         await conn.send("echo")
         for i in range(count + 200):
             start = time.perf_counter()
-            await conn.send("ping")
+            await conn.send(message)
             await conn.recv()
             if i >= 200:
                 samples.append(time.perf_counter() - start)
@@ -285,7 +343,7 @@ async def idle_cpu(opener: Opener, url: str, sockets: int, seconds: float) -> di
     return {"cpu_ms": used * 1000, "cpu_percent": used / seconds * 100}
 
 
-TESTS = {
+TESTS: dict[str, Callable[..., Coroutine[Any, Any, dict[str, float]]]] = {
     "recv": recv,
     "send": send,
     "rtt": rtt,

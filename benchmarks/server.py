@@ -1,4 +1,5 @@
-"""The benchmark server: asyncio + websockets, in its own process, never the bottleneck.
+"""The benchmark server: asyncio + websockets (or picows), in its own process, never
+the bottleneck.
 
 Bulk sends are written as pre-built frames straight to the transport, so that the
 server spends almost nothing per message. Commands (one text message each):
@@ -8,9 +9,12 @@ server spends almost nothing per message. Commands (one text message each):
 - ``echo``: echo every later message;
 - anything else: nothing (an idle connection).
 
-Run: ``python benchmarks/server.py PORT [--deflate]`` (prints ``ready PORT`` when
-listening). With ``--deflate`` it negotiates permessage-deflate (websockets'
-server defaults) and ``push`` sends compressed GeneXus notifications.
+Run: ``python benchmarks/server.py PORT [--deflate | --picows]`` (prints ``ready
+PORT`` when listening). With ``--deflate`` it negotiates permessage-deflate
+(websockets' server defaults) and ``push`` sends compressed GeneXus notifications.
+With ``--picows`` it is the same server on picows (asyncio, Cython), which offers
+no compression: the fastest Python server there is, so that less of the machine
+goes to the server.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ def text_frame(payload: bytes) -> bytes:
 
 
 DEFLATE = "--deflate" in sys.argv
+PER_WRITE = 1 << 20  # bytes of pre-built frames per write
 
 
 def notification(index: int, size: int) -> str:
-    """A GeneXus NotificationInfo of about ``size`` bytes: JSON, repetitive, as
-    real notifications are (what compression is for)."""
-    body = f'{{"Id": "{index}", "Object": "Chat", "Message": "'
-    return body + ("hello, world " * (size // 13 + 1))[: max(0, size - len(body) - 2)] + '"}'
+    """A GeneXus NotificationInfo of ``size`` characters (>= 2): JSON, repetitive,
+    as real notifications are (what compression is for); cut short below 40."""
+    body = f'{{"Id": "{index}", "Object": "Chat", "Message": "' + "hello, world " * (size // 13)
+    return body[: size - 2] + '"}'
 
 
 async def push(ws: ServerConnection, count: int, size: int) -> None:
@@ -50,7 +55,7 @@ async def push(ws: ServerConnection, count: int, size: int) -> None:
         await ws.send("end")
         return
     frame = text_frame(b"x" * size)
-    per_write = max(1, (1 << 20) // len(frame))  # about 1 MiB per write
+    per_write = max(1, PER_WRITE // len(frame))
     transport = ws.transport
     sent = 0
     while sent < count:
@@ -97,5 +102,80 @@ async def main(port: int) -> None:
         await asyncio.Future()
 
 
+async def picows_main(port: int) -> None:
+    """The same commands on picows: its callbacks run in the event loop, no task
+    per connection."""
+    from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+    class Handler(WSListener):
+        def __init__(self) -> None:
+            self.transport: WSTransport
+            self.mode = ""  # "", "push", "pull", "echo" or "idle"
+            self.left = 0  # frames to push, or messages to pull
+            self.frame = b""
+            self.paused = False
+
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            self.transport = transport
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            kind = frame.msg_type
+            if kind == WSMsgType.CLOSE:  # the close handshake: answer, then close TCP
+                code = frame.get_close_code()
+                transport.send_close(WSCloseCode.OK if code == WSCloseCode.NO_INFO else code)
+                transport.disconnect()
+                self.left = 0
+                return
+            if kind not in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
+                return  # picows answers pings itself
+            if not frame.fin:  # count messages, not frames
+                return
+            if self.mode == "pull":
+                self.left -= 1
+                if self.left == 0:
+                    transport.send(WSMsgType.TEXT, b"done")
+            elif self.mode == "echo":
+                transport.send(kind, frame.get_payload_as_bytes())
+            elif not self.mode:
+                command = frame.get_payload_as_ascii_text().split()
+                self.mode = command[0] if command[0] in ("push", "pull", "echo") else "idle"
+                if self.mode == "push":
+                    self.left = int(command[1])
+                    self.frame = text_frame(b"x" * int(command[2]))
+                    self.pump()
+                elif self.mode == "pull":
+                    self.left = int(command[1])
+
+        def pump(self) -> None:
+            """Write pre-built frames while the transport takes them."""
+            write = self.transport.underlying_transport.write
+            per_write = max(1, PER_WRITE // len(self.frame))
+            while self.left > 0 and not self.paused:
+                batch = min(per_write, self.left)
+                self.left -= batch
+                write(self.frame * batch)  # may call pause_writing()
+                if self.left == 0:
+                    self.transport.send(WSMsgType.TEXT, b"end")
+
+        def pause_writing(self) -> None:
+            self.paused = True
+
+        def resume_writing(self) -> None:
+            self.paused = False
+            if self.mode == "push":
+                self.pump()
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            self.left = 0
+
+    server = await ws_create_server(
+        lambda request: Handler(), "127.0.0.1", port, max_frame_size=1 << 30, backlog=4096
+    )
+    async with server:
+        print(f"ready {server.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.Future()
+
+
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 0))
+    PORT = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 0
+    asyncio.run(picows_main(PORT) if "--picows" in sys.argv else main(PORT))

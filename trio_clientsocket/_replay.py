@@ -73,8 +73,9 @@ class ReplayDivergence(AssertionError):
         came: what the application sent (None: nothing came).
 
     Examples:
-        >>> str(ReplayDivergence(2, 3.5, expected="subscribe", came="hello"))
-        "connection 2, at 3.500 s: the application sent 'hello' where the recording has 'subscribe'"
+        >>> error = ReplayDivergence(2, 3.5, expected="sub", came="hi")
+        >>> str(error)
+        "connection 2, at 3.500 s: the application sent 'hi' where the recording has 'sub'"
     """
 
     def __init__(

@@ -73,9 +73,9 @@ class ReplayDivergence(AssertionError):
         came: what the application sent (None: nothing came).
 
     Examples:
-        >>> error = ReplayDivergence(2, 3.5, expected="sub", came="hi")
+        >>> error = ReplayDivergence(2, 3.5, expected="a", came="b")
         >>> str(error)
-        "connection 2, at 3.500 s: the application sent 'hi' where the recording has 'sub'"
+        "connection 2, at 3.500 s: the application sent 'b' where the recording has 'a'"
     """
 
     def __init__(

@@ -33,7 +33,7 @@ import linecache
 import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from types import CodeType, FrameType
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -117,7 +117,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _time_limited(test: TestFunction, seconds: float) -> TestFunction:
     """``test``, failed with a message naming what it waits for when it is
     still running after ``seconds`` of trio time."""
-    code = inspect.unwrap(test).__code__
 
     @functools.wraps(test)
     async def run(*args: Any, **kwargs: Any) -> None:
@@ -134,7 +133,7 @@ def _time_limited(test: TestFunction, seconds: float) -> TestFunction:
                 async def watch() -> None:
                     with watch_scope:
                         await trio.sleep_until(deadline)
-                        expired.append(_waits(task, code))
+                        expired.append(_waits(task))
                         test_scope.cancel()
 
                 trio.lowlevel.spawn_system_task(watch, name=f"{FIXTURE} time limit")
@@ -162,9 +161,9 @@ def _library(frame: FrameType) -> str | None:
     return package if package in _LIBRARIES else None
 
 
-def _waits(test_task: trio.lowlevel.Task, test_code: CodeType) -> str:
+def _waits(test_task: trio.lowlevel.Task) -> str:
     """What the test's task, and every task it started, waits in: for each
-    one, its own frames from the test (or the task's function) inwards, then
+    one, the frames of its own code (not trio's, pytest-trio's or this library's), then
     the library function it waits in.
 
     Examples:
@@ -174,13 +173,9 @@ def _waits(test_task: trio.lowlevel.Task, test_code: CodeType) -> str:
     tasks = [test_task]
     while tasks:
         task = tasks.pop(0)
-        frames = list(task.iter_await_frames())
-        if task is test_task:
-            starts = [i for i, (frame, _) in enumerate(frames) if frame.f_code is test_code]
-            frames = frames[starts[0] :] if starts else frames
         steps = []
         waits_in: list[FrameType] = []  # library frames below the task's own code
-        for frame, line in frames:
+        for frame, line in task.iter_await_frames():
             if _library(frame) is None:
                 source = linecache.getline(frame.f_code.co_filename, line).strip()
                 steps.append(f"{Path(frame.f_code.co_filename).name}:{line} `{source}`")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pty
 import re
 import signal
 import ssl
@@ -21,8 +22,10 @@ import trio
 import trustme
 
 from tests.test_cli import CLI, Lines
+from tests.test_cli_terminal import interactive
 from tests.test_proxy import start_proxy
 from trio_clientsocket.__main__ import main
+from trio_clientsocket._cli import default_linger
 from trio_clientsocket.testing import open_mock_server
 
 FAST = ["--reconnect-initial", "0.05", "--reconnect-max", "0.05"]
@@ -165,6 +168,34 @@ async def test_piped_lines_get_their_replies_shown() -> None:
     assert lines(done.stdout)[1:] == ["< a", "< b", "* closed [Disconnected]"]
 
 
+def test_it_lingers_after_piped_input_not_after_a_terminal_s() -> None:
+    master, slave = pty.openpty()
+    read_end, write_end = os.pipe()
+    try:
+        with open(slave, closefd=False) as terminal, open(read_end, closefd=False) as pipe:
+            assert default_linger(terminal) == 0
+            assert default_linger(pipe) == 1
+    finally:
+        for fd in (master, slave, read_end, write_end):
+            os.close(fd)
+
+
+async def test_at_a_terminal_hints_show_above_the_prompt() -> None:
+    with trio.fail_after(60):
+        async with open_mock_server() as mock:
+            port = await mock.listen_tcp()
+            async with interactive(f"ws://127.0.0.1:{port}/x") as term:
+                await term.expect(b"* connected to ")
+                await term.expect(b"> ")
+                await term.type(b"/ping\r")
+                await term.expect(b"* /ping: no keepalive ping answered yet")
+                await term.type(b"\x04")
+                assert await term.process.wait() == 0
+                assert term.process.stderr is not None
+                assert await rest(term.process.stderr) == ""
+            assert mock.received == []
+
+
 # -- commands -------------------------------------------------------------------------
 
 
@@ -268,7 +299,7 @@ async def test_proxy_option_goes_through_the_proxy() -> None:
 
 def certificates(tmp_path: Path) -> tuple[ssl.SSLContext, Path, Path]:
     """A server context that requires a client certificate from its CA; the
-    CA's file, and a client certificate with its key, in one PEM file."""
+    CA's file, and a client certificate (its key beside it, ``.key``)."""
     ca = trustme.CA()
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(server)
@@ -276,7 +307,8 @@ def certificates(tmp_path: Path) -> tuple[ssl.SSLContext, Path, Path]:
     ca.configure_trust(server)
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     client = ca.issue_cert("client@example.com")
-    client.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "client.pem"))
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client.private_key_pem.write_to_path(str(tmp_path / "client.key"))
     return server, tmp_path / "ca.pem", tmp_path / "client.pem"
 
 
@@ -287,7 +319,10 @@ async def test_client_certificate(tmp_path: Path) -> None:
         url = f"wss://localhost:{port}/x"
         trusted = {"SSL_CERT_FILE": str(ca)}
         refused = await connect(url, "--no-reconnect", stdin=b"hi\n", **trusted)
-        accepted = await connect(url, "--cert", str(client_pem), stdin=b"hi\n", **trusted)
+        key = str(client_pem.with_suffix(".key"))
+        accepted = await connect(
+            url, "--cert", str(client_pem), "--key", key, stdin=b"hi\n", **trusted
+        )
     assert refused.returncode == 1
     assert lines(refused.stdout)[-2].startswith("! connection failed: ")
     assert accepted.returncode == 0, accepted.stderr

@@ -955,9 +955,7 @@ async def _connect(args: argparse.Namespace, out: TextIO, terminal: _Terminal | 
     if announcement is not None:
         printer.notice(announcement)
     lines = _Lines(sock, printer, args.ping_interval)
-    linger = args.linger
-    if linger is None:  # piped lines get their replies shown; Ctrl-D at a terminal means now
-        linger = 0.0 if sys.stdin is not None and _isatty(sys.stdin) else 1.0
+    linger = args.linger if args.linger is not None else default_linger(sys.stdin)
     stopped_by: int | None = None  # the signal that ended the session
     input_error: str | None = None  # why standard input could not be read
     # Open for the whole session, so that a signal is never Python's default
@@ -1041,11 +1039,20 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
-def _isatty(stream: TextIO) -> bool:
+def default_linger(stdin: TextIO | None) -> float:
+    """Seconds ``connect`` keeps printing after the end of input, unless
+    ``--linger`` says: 1 when input is piped, so that the replies to the last
+    lines are shown; 0 at a terminal, where Ctrl-D means now.
+
+    Examples:
+        >>> import io
+        >>> default_linger(io.StringIO("a\\nb\\n")), default_linger(None)
+        (1.0, 1.0)
+    """
     try:
-        return stream.isatty()
-    except (OSError, ValueError):
-        return False
+        return 0.0 if stdin is not None and stdin.isatty() else 1.0
+    except (OSError, ValueError):  # closed, or not a file
+        return 1.0
 
 
 class _Lines:

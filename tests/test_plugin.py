@@ -1,12 +1,14 @@
 """The pytest plugin (issue 21, item 4), as a user's project sees it: a pytest
 run in a fresh directory, in a subprocess, with the plugin loaded from its
-entry point."""
+entry point. And this project's own test command (item 5): what plain
+``pytest`` leaves out, and the reasons of skips inside trio tests."""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -202,3 +204,39 @@ def test_the_plugin_module_imports_only_the_standard_library_and_pytest() -> Non
             imported.add(node.module.partition(".")[0])
     heavy = imported - set(sys.stdlib_module_names) - {"pytest", "__future__"}
     assert not heavy
+
+
+# -- this project's own test command (tests/conftest.py; issue 21, item 5) --------------
+
+
+def test_plain_pytest_leaves_out_the_slow_and_interop_tests_and_says_so() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--co", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = done.stdout.splitlines()[-2:]
+    left = re.fullmatch(
+        r"left out: (\d+) slow tests and (\d+) interop tests \(servers from the interop "
+        r"extra and npm\); `pytest --all` runs them",
+        summary[0],
+    )
+    assert left, summary
+    counted = re.fullmatch(r"(\d+)/(\d+) tests collected \((\d+) deselected\) in .*", summary[1])
+    assert counted, summary
+    assert int(left[1]) + int(left[2]) == int(counted[3]) > 0
+    assert int(left[2]) > 0  # the interop tests
+
+
+def test_a_skip_inside_a_trio_test_keeps_its_reason_and_place(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
+    (tmp_path / "conftest.py").write_text("from tests.conftest import pytest_runtest_makereport\n")
+    (tmp_path / "test_app.py").write_text(
+        "import pytest\n\n\nasync def test_it():\n    pytest.skip('no server here')\n"
+    )
+    done = run_pytest(tmp_path, "-rs")
+    assert "SKIPPED [1] test_app.py:5: no server here" in done.stdout, done.stdout

@@ -174,8 +174,9 @@ def test_anything_else_is_refused_naming_the_option(value: object) -> None:
         pytest_plugin._limit(value, "the option")
 
 
-def test_pytest_start_imports_nothing_of_the_library_but_the_plugin(tmp_path: Path) -> None:
-    """A project that does not use the fixture does not pay for the mock server."""
+def test_pytest_start_does_not_import_the_mock_server(tmp_path: Path) -> None:
+    """A project that does not use the fixture does not pay for the mock server;
+    ``-p no:trio_clientsocket`` turns the plugin off."""
     (tmp_path / "conftest.py").write_text(
         textwrap.dedent(
             """
@@ -187,11 +188,14 @@ def test_pytest_start_imports_nothing_of_the_library_but_the_plugin(tmp_path: Pa
             """
         )
     )
-    done = run_pytest(tmp_path, "--co", "-s")
-    line = next(x for x in done.stdout.splitlines() if x.startswith("MODULES"))
-    loaded = json.loads(line.removeprefix("MODULES "))
-    assert "trio_clientsocket.pytest_plugin" in loaded  # the plugin is there
-    assert "trio_clientsocket.testing" not in loaded
+    loaded = []
+    for disable in ([], ["-p", "no:trio_clientsocket"]):
+        done = run_pytest(tmp_path, "--co", "-s", *disable)
+        line = next(x for x in done.stdout.splitlines() if x.startswith("MODULES"))
+        loaded.append(json.loads(line.removeprefix("MODULES ")))
+    assert "trio_clientsocket.pytest_plugin" in loaded[0]  # the plugin is there
+    assert "trio_clientsocket.testing" not in loaded[0]
+    assert loaded[1] == []  # turned off: nothing of the library at all
 
 
 def test_the_plugin_module_imports_only_the_standard_library_and_pytest() -> None:

@@ -12,10 +12,11 @@ when trio-clientsocket is installed; they need pytest-trio).
   ``@pytest.mark.clientsocket_time_limit(seconds)`` (``None``: no limit), for
   the project with the ``clientsocket_time_limit`` ini option.
 
-Importing this module imports nothing of the library: pytest imports it at
-the start of every run of every project that has trio-clientsocket installed.
-The library is imported when a test asks for the fixture. Disable the plugin
-with ``-p no:trio_clientsocket``.
+pytest imports this module at the start of every run of every project that
+has trio-clientsocket installed: it imports nothing but pytest and the
+standard library itself, and the mock server (``trio_clientsocket.testing``)
+only when a test asks for the fixture. (Its package's ``__init__`` still
+imports the library's core.) Disable the plugin with ``-p no:trio_clientsocket``.
 
 Examples:
     >>> async def test_echo(clientsocket_mock_server, autojump_clock):  # doctest: +SKIP

@@ -83,7 +83,8 @@ EXIT_TERMINATED = 143
 
 _EXIT_CODES = """\
 exit codes:
-  0    end of input: what was typed was sent, and the socket closed cleanly
+  0    end of input (or /close): what was typed was sent, and the socket closed
+       cleanly
   1    the socket gave up (a fatal failure, --max-attempts), or messages were
        left unsent
   2    bad argument or environment (URL, option, header, unreadable input,

@@ -18,6 +18,8 @@ import trio
 from trio_clientsocket.testing import open_mock_server
 
 CLI = [sys.executable, "-m", "trio_clientsocket"]
+NOW = ["--linger", "0"]
+"""``connect`` exits at end of input (a test that does not wait for replies)."""
 
 
 class Lines:
@@ -90,6 +92,8 @@ async def test_serve_and_connect_survive_a_server_kill(tmp_path: Path) -> None:
                 "0.05",
                 "--reconnect-max",
                 "0.2",
+                "--linger",
+                "0",
             )
             assert client.stdin is not None
             assert client.stdout is not None
@@ -127,8 +131,9 @@ async def test_history_survives_restart(tmp_path: Path) -> None:
         for run in range(2):
             async with trio.open_nursery() as nursery:
                 server, port = await start_server(nursery, db)
+                url = f"ws://127.0.0.1:{port}/x/gxwebsocket?r{run}"
                 done = await trio.run_process(
-                    [*CLI, "connect", f"ws://127.0.0.1:{port}/x/gxwebsocket?r{run}", "--json"],
+                    [*CLI, "connect", url, "--json", *NOW],
                     stdin=f"message {run}\n".encode(),
                     capture_stdout=True,
                     check=False,

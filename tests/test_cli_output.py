@@ -60,7 +60,13 @@ async def test_notifications_are_printed_readably(tmp_path: Path) -> None:
         async with trio.open_nursery() as nursery:
             server, port = await start_server(nursery, tmp_path / "chat.sqlite3")
             client = await start(
-                nursery, "connect", f"http://127.0.0.1:{port}/app/", "--client-id", "cli"
+                nursery,
+                "connect",
+                f"http://127.0.0.1:{port}/app/",
+                "--client-id",
+                "cli",
+                "--linger",
+                "0",
             )
             assert client.stdin is not None
             assert client.stdout is not None
@@ -80,7 +86,9 @@ async def echo_session(*flags: str) -> list[str]:
     with trio.fail_after(30):
         async with open_mock_server(echo=True) as mock, trio.open_nursery() as nursery:
             port = await mock.listen_tcp()
-            client = await start(nursery, "connect", f"ws://127.0.0.1:{port}/x", *flags)
+            client = await start(
+                nursery, "connect", f"ws://127.0.0.1:{port}/x", "--linger", "0", *flags
+            )
             assert client.stdin is not None
             assert client.stdout is not None
             await client.stdin.send_all("".join(f"{line}\n" for line in SENT).encode())

@@ -47,6 +47,7 @@ from ._hostile_helpers import (
     tcp_server,
 )
 from .conftest import client_socket, next_event_skip
+from .test_cli import NOW
 
 pytestmark = pytest.mark.usefixtures("each_transport")
 
@@ -267,7 +268,7 @@ async def test_cli_output_hides_a_query_secret_without_path() -> None:
             url = f"ws://127.0.0.1:{port}?token=S3CRET"
             for flags in ([], ["--json"]):
                 done = await trio.run_process(
-                    [sys.executable, "-m", "trio_clientsocket", "connect", url, *flags],
+                    [sys.executable, "-m", "trio_clientsocket", "connect", url, *flags, *NOW],
                     stdin=b"hi\n",
                     capture_stdout=True,
                     capture_stderr=True,

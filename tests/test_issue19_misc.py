@@ -120,7 +120,8 @@ async def test_cli_connect_shows_no_secret_of_any_url_shape(flags: list[str]) ->
         ]
         for url in urls:
             client_id = ["--client-id", "c1"] if url.startswith("http") else []
-            done = await run_cli("connect", url, *client_id, *flags, stdin=b"hi\n")
+            args = [url, *client_id, "--linger", "0", *flags]
+            done = await run_cli("connect", *args, stdin=b"hi\n")
             output = done.stdout.decode() + done.stderr.decode()
             assert done.returncode == 0, output
             assert "connected" in output
@@ -267,7 +268,7 @@ async def test_connect_runs_with_standard_output_closed(flags: list[str]) -> Non
         closed_stdout = ["sh", "-c", 'exec "$@" >&-', "sh", *CLI]
         with trio.fail_after(30):
             done = await trio.run_process(
-                [*closed_stdout, "connect", f"ws://127.0.0.1:{port}/x", *flags],
+                [*closed_stdout, "connect", f"ws://127.0.0.1:{port}/x", "--linger", "0", *flags],
                 stdin=b"one\ntwo\n",
                 capture_stderr=True,
                 check=False,
@@ -309,7 +310,7 @@ async def test_a_long_line_arrives_whole() -> None:
     data = (long_line + "\r\n" + "short\n" + "last").encode()
     async with open_mock_server() as server:
         port = await server.listen_tcp()
-        done = await run_cli("connect", f"ws://127.0.0.1:{port}/x", stdin=data)
+        done = await run_cli("connect", f"ws://127.0.0.1:{port}/x", "--linger", "0", stdin=data)
         assert done.returncode == 0, done.stderr
         with trio.fail_after(30):
             await server.wait_for(lambda: len(server.received) == 3)

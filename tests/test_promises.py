@@ -962,7 +962,7 @@ async def test_cli_end_of_input_after_a_line_cut_off_exits_1_cleanly() -> None:
 
     with trio.fail_after(30):
         async with tcp_server(take_a_little_then_hang_up) as port:
-            args = [*CLI, "connect", f"ws://127.0.0.1:{port}/x", "--json"]
+            args = [*CLI, "connect", f"ws://127.0.0.1:{port}/x", "--json", "--linger", "0"]
             args += ["--reconnect-initial", "60", "--reconnect-max", "60"]
             async with trio.open_nursery() as nursery:
                 run = functools.partial(

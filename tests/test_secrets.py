@@ -93,6 +93,8 @@ async def test_cli_output_is_clean() -> None:
                         "connect",
                         url,
                         *flags,
+                        "--linger",
+                        "0",
                         "--header",
                         "Authorization: Bearer Bearer-S3CRET",
                         "--header",

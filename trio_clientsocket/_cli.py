@@ -49,13 +49,17 @@ from ._events import (
     Connected,
     ConnectionFailed,
     Event,
+    Message,
     MessageReceived,
     Skipped,
     Undelivered,
 )
 from ._genexus import check_client_id, genexus_endpoint
+from ._handshake import is_token
+from ._proxy import parse_proxy
 from ._record import Recorder
 from ._socket import ClientSocket
+from ._state import Status
 from ._url import redact_url
 
 __all__ = [
@@ -80,13 +84,23 @@ EXIT_TERMINATED = 143
 
 _EXIT_CODES = """\
 exit codes:
-  0    end of input: what was typed was sent, and the socket closed cleanly
+  0    end of input (or /close): what was typed was sent, and the socket closed
+       cleanly
   1    the socket gave up (a fatal failure, --max-attempts), or messages were
        left unsent
   2    bad argument or environment (URL, option, header, unreadable input,
        output whose reader went away; output closed from the start is discarded)
   130  Ctrl-C (SIGINT), 143 SIGTERM: either way the socket is closed cleanly
        (code 1000) first, and messages that could not be sent are reported
+
+commands (a line of input that starts with one; any other line is sent as text):
+  /binary HEX             send the bytes written in hex (/binary 48 69) as a
+                          binary message
+  /close [CODE [REASON]]  close with CODE (default 1000) and REASON, then exit
+  /ping                   show the round trip of the last keepalive ping (the
+                          socket pings by itself after --ping-interval seconds
+                          without a byte from the server)
+  //TEXT                  send /TEXT (a line that must start with '/')
 """
 
 
@@ -160,6 +174,14 @@ def _host(text: str) -> str:
     return text
 
 
+def _subprotocol(text: str) -> str:
+    if not is_token(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a subprotocol name (letters, digits and !#$%&'*+-.^_`|~)"
+        )
+    return text
+
+
 def add_commands(commands: Any) -> None:
     """Add ``connect`` and ``serve`` to an argparse subparsers object."""
     connect = commands.add_parser(
@@ -171,8 +193,10 @@ def add_commands(commands: Any) -> None:
             "End of input (Ctrl-D), Ctrl-C or SIGTERM closes cleanly (code 1000). On a "
             "terminal, lines can be edited and recalled (Up arrow) at a '> ' prompt. URL "
             "may be ws(s)://... or the http(s):// base URL of a GeneXus application (the "
-            "gxwebsocket endpoint is built). GeneXus notifications are shown as "
-            "'< [Object] Id: Message'.",
+            "gxwebsocket endpoint is built, and shown). GeneXus notifications are shown as "
+            "'< [Object] Id: Message'. Hints (how to stop while it retries, a line queued "
+            "while disconnected, what a command did) go to standard error, or above the "
+            "prompt on a terminal.",
             78,
         ),
         epilog=_EXIT_CODES,
@@ -201,12 +225,22 @@ def add_commands(commands: Any) -> None:
         help="extra handshake header (repeatable)",
     )
     connect.add_argument(
+        "--subprotocol",
+        action="append",
+        default=[],
+        type=_subprotocol,
+        metavar="NAME",
+        help="offer subprotocol NAME (repeatable, in order of preference); the one the "
+        "server chose is shown on connecting",
+    )
+    connect.add_argument(
         "--linger",
         type=_seconds_or_zero,
-        default=0.0,
+        default=None,
         metavar="S",
-        help="after end of input, keep printing events for S seconds before closing "
-        "(default: %(default)s)",
+        help="after end of input, keep printing events for S seconds before closing, so "
+        "that the replies to piped lines are shown; 0 unless given when standard input is "
+        "a terminal (default: 1)",
     )
     connect.add_argument("--no-reconnect", action="store_true", help="do not reconnect")
     connect.add_argument(
@@ -267,6 +301,18 @@ def add_commands(commands: Any) -> None:
         action="store_true",
         help="DANGER: do not verify the server's TLS certificate (development only)",
     )
+    connect.add_argument(
+        "--cert",
+        metavar="FILE",
+        help="client certificate (PEM) for wss://, with its private key unless --key",
+    )
+    connect.add_argument("--key", metavar="FILE", help="the private key of --cert (PEM)")
+    connect.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="go through this proxy: http://[user:pass@]host:port, https://, socks5:// "
+        "or socks5h:// (default: from https_proxy, http_proxy, all_proxy, no_proxy)",
+    )
 
     serve = commands.add_parser(
         "serve",
@@ -324,12 +370,20 @@ def _standard_output() -> contextlib.AbstractContextManager[TextIO]:
 # -- connect: the arguments -----------------------------------------------------------
 
 
-def _target(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+def _target(args: argparse.Namespace) -> tuple[str, dict[str, str], str | None]:
+    """The URL to connect to, the handshake headers, and the line announcing
+    that an ``http(s)://`` URL was taken for a GeneXus application (else None)."""
     url: str = args.url
     headers: dict[str, str] = {}
+    announcement = None
     try:
         if url.lower().startswith(("http://", "https://")):
             endpoint = genexus_endpoint(url, args.client_id, svc=args.svc)
+            announcement = (
+                f"* {redact_url(url)} is taken for a GeneXus application: connecting to its "
+                f"notification endpoint {redact_url(endpoint.url)} (give a ws:// or wss:// "
+                "URL to connect to another one)"
+            )
             url = endpoint.url
             headers.update(endpoint.headers)
         elif args.client_id is not None:
@@ -344,7 +398,7 @@ def _target(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
             what = "has no ':'" if not sep else "has no name before its ':'"
             raise UsageError(f"--header must look like 'Name: value'; one {what}")
         headers[name.strip()] = value.strip()
-    return url, headers
+    return url, headers, announcement
 
 
 def _recorder(path: str | None) -> Recorder | None:
@@ -357,33 +411,60 @@ def _recorder(path: str | None) -> Recorder | None:
         raise UsageError(f"--record: {exc}") from None
 
 
-def _socket(args: argparse.Namespace, recorder: Recorder | None = None) -> ClientSocket:
-    url, headers = _target(args)
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context of ``--insecure``, ``--cert`` and ``--key``; None for the default."""
+    if args.key is not None and args.cert is None:
+        raise UsageError("--key needs --cert: the certificate that goes with the key")
+    if not args.insecure and args.cert is None:
+        return None
+    context = ssl.create_default_context()
+    if args.insecure:
+        print(
+            "WARNING: --insecure: the server's TLS certificate is NOT verified; "
+            "anyone on the network path can read and change this connection",
+            file=sys.stderr,
+        )
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if args.cert is not None:
+        files = f"--cert {args.cert}" + (f" --key {args.key}" if args.key else "")
+        try:
+            context.load_cert_chain(args.cert, args.key)
+        except ssl.SSLError as exc:
+            raise UsageError(
+                f"{files}: not a certificate and its private key in PEM ({exc.reason or exc})"
+            ) from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {files}: {os_reason(exc)}") from None
+    return context
+
+
+def _socket(
+    args: argparse.Namespace, recorder: Recorder | None = None
+) -> tuple[ClientSocket, str | None]:
+    """The socket the arguments describe, and the GeneXus announcement of ``_target``."""
+    url, headers, announcement = _target(args)
     if args.reconnect_max < args.reconnect_initial:
         raise UsageError(
             f"--reconnect-max ({args.reconnect_max:g} s) must not be shorter than "
             f"--reconnect-initial ({args.reconnect_initial:g} s)"
         )
-    reconnect = None
+    context = _ssl_context(args)
+    if args.proxy is not None:
+        try:
+            parse_proxy(args.proxy)
+        except ValueError as exc:
+            raise UsageError(f"--proxy: {exc}") from None
+    keepalive = args.ping_interval > 0
     try:
+        reconnect = None
         if not args.no_reconnect:
             reconnect = Backoff(
                 initial=args.reconnect_initial,
                 maximum=args.reconnect_max,
                 max_attempts=args.max_attempts,
             )
-        keepalive = args.ping_interval > 0
-        context = None
-        if args.insecure:
-            print(
-                "WARNING: --insecure: the server's TLS certificate is NOT verified; "
-                "anyone on the network path can read and change this connection",
-                file=sys.stderr,
-            )
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return ClientSocket(
+        sock = ClientSocket(
             url,
             reconnect=reconnect,
             connect_timeout=args.connect_timeout,
@@ -392,9 +473,12 @@ def _socket(args: argparse.Namespace, recorder: Recorder | None = None) -> Clien
             headers=headers or None,
             ssl_context=context,
             record=recorder,
+            subprotocols=args.subprotocol,
+            proxy=True if args.proxy is None else args.proxy,
         )
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+    return sock, announcement
 
 
 # -- connect: what is printed ---------------------------------------------------------
@@ -480,11 +564,13 @@ def describe(event: Event, status: str) -> tuple[dict[str, Any], str] | None:
         '< bob: hé'
     """
     match event:
-        case Connected(url=url):
-            return (
-                {"event": "connected", "url": redact_url(url), "status": status},
-                f"* connected to {redact_url(url)} [{status}]",
-            )
+        case Connected(url=url, subprotocol=subprotocol):
+            fields = {"event": "connected", "url": redact_url(url), "status": status}
+            text = f"* connected to {redact_url(url)}"
+            if subprotocol is not None:
+                fields["subprotocol"] = subprotocol
+                text += f" (subprotocol {subprotocol})"
+            return fields, f"{text} [{status}]"
         case MessageReceived():
             return _message_fields(event)
         case ConnectionFailed(error=error, retry_in=delay):
@@ -560,11 +646,16 @@ class _Printer:
         as_json: bool,
         timestamps: bool,
         terminal: _Terminal | None,
+        retry_hint: str = "",
     ) -> None:
         self.out = out
         self.as_json = as_json
         self.timestamps = timestamps
         self.terminal = terminal
+        self.retry_hint = retry_hint
+        """Shown after the first failure that is retried: how to stop."""
+        self.down = False
+        """A failure was shown since the last ``Connected``: what is sent now is queued."""
         try:
             self.to_terminal = out.isatty()
         except (OSError, ValueError):
@@ -582,6 +673,24 @@ class _Printer:
         described = describe(event, sock.status.value)
         if described is not None:
             self.emit(*described)
+        if isinstance(event, Connected):
+            self.down = False
+        elif isinstance(event, ConnectionFailed):
+            self.down = True
+            if event.retry_in is not None and self.retry_hint:
+                self.notice(self.retry_hint)
+                self.retry_hint = ""  # once
+
+    def notice(self, text: str) -> None:
+        """A line for the person at the keyboard, not an event: on standard
+        error, or above the line being typed on a terminal."""
+        if self.terminal is not None:
+            self._write(visible(text))
+            return
+        if sys.stderr is None:  # closed from the start: hints are not needed there
+            return
+        with contextlib.suppress(OSError, ValueError):
+            print(visible(text) if sys.stderr.isatty() else text, file=sys.stderr, flush=True)
 
     def emit(self, fields: dict[str, Any], text: str) -> None:
         if self.broken is not None:
@@ -599,6 +708,11 @@ class _Printer:
                 line = f"{now:%H:%M:%S}.{now.microsecond // 1000:03d} {line}"
             if self.to_terminal:
                 line = visible(line)
+        self._write(line)
+
+    def _write(self, line: str) -> None:
+        if self.broken is not None:
+            return
         try:
             if self.terminal is not None:
                 self.terminal.show(line)
@@ -863,8 +977,18 @@ async def _connect(args: argparse.Namespace, out: TextIO, terminal: _Terminal | 
 async def _run_connect(
     args: argparse.Namespace, out: TextIO, terminal: _Terminal | None, recorder: Recorder | None
 ) -> int:
-    sock = _socket(args, recorder)
-    printer = _Printer(out, as_json=args.json, timestamps=args.timestamps, terminal=terminal)
+    sock, announcement = _socket(args, recorder)
+    if args.max_attempts is None:
+        hint = "! retrying until it connects: Ctrl-C stops (--max-attempts N gives up sooner)"
+    else:
+        hint = f"! retrying, up to {args.max_attempts} failures in a row: Ctrl-C stops sooner"
+    printer = _Printer(
+        out, as_json=args.json, timestamps=args.timestamps, terminal=terminal, retry_hint=hint
+    )
+    if announcement is not None:
+        printer.notice(announcement)
+    lines = _Lines(sock, printer, args.ping_interval)
+    linger = args.linger if args.linger is not None else default_linger(sys.stdin)
 
     def show(event: Event) -> None:
         if recorder is not None:
@@ -891,17 +1015,18 @@ async def _run_connect(
                     with contextlib.suppress(SocketClosedError):
                         try:
                             if terminal is not None:
-                                await _send_typed_lines(sock, terminal)
+                                closed = await _send_typed_lines(lines, terminal)
                             else:
-                                await _send_lines(sock)
+                                closed = await _send_lines(lines)
                         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                             input_error = _read_error(exc)
                         else:
-                            # end of input: what was typed goes first (what was cut
-                            # off is reported Undelivered by the event printer)
-                            with contextlib.suppress(UndeliveredError):
-                                await sock.wait_sent()
-                            await trio.sleep(args.linger)
+                            if not closed:
+                                # end of input: what was typed goes first (what was cut
+                                # off is reported Undelivered by the event printer)
+                                with contextlib.suppress(UndeliveredError):
+                                    await sock.wait_sent()
+                                await trio.sleep(linger)
                         await sock.close()
                         nursery.cancel_scope.cancel()
 
@@ -953,19 +1078,102 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
-async def _send_typed_lines(sock: ClientSocket, terminal: _Terminal) -> None:
-    """Send each line typed at the prompt, until end of input (Ctrl-D)."""
+def default_linger(stdin: TextIO | None) -> float:
+    """Seconds ``connect`` keeps printing after the end of input, unless
+    ``--linger`` says: 1 when input is piped, so that the replies to the last
+    lines are shown; 0 at a terminal, where Ctrl-D means now.
+
+    Examples:
+        >>> import io
+        >>> default_linger(io.StringIO("a\\nb\\n")), default_linger(None)
+        (1.0, 1.0)
+    """
+    try:
+        return 0.0 if stdin is not None and stdin.isatty() else 1.0
+    except (OSError, ValueError):  # closed, or not a file
+        return 1.0
+
+
+class _Lines:
+    """What a line of input does: sent as a text message, or a command
+    (``/binary``, ``/close``, ``/ping``; ``//`` sends a line starting with ``/``)."""
+
+    def __init__(self, sock: ClientSocket, printer: _Printer, ping_interval: float) -> None:
+        self.sock = sock
+        self.printer = printer
+        self.ping_interval = ping_interval
+
+    async def take(self, line: str) -> bool:
+        """Send ``line`` or run its command; True after ``/close`` (the socket is
+        closed: input is over)."""
+        command, _, rest = line.partition(" ") if line.startswith("/") else ("", "", "")
+        message: Message = line[1:] if line.startswith("//") else line
+        if command == "/close":
+            return await self._close(rest)
+        if command == "/ping":
+            self.printer.notice(self._round_trip())
+            return False
+        if command == "/binary":
+            try:
+                message = bytes.fromhex(rest)
+            except ValueError:
+                self.printer.notice(
+                    "! /binary HEX: not sent, HEX must be bytes as pairs of hex digits "
+                    "(/binary 48 69)"
+                )
+                return False
+        await self.sock.send(message)
+        if self.printer.down and self.sock.status is Status.DISCONNECTED:
+            waiting = self.sock.statistics().outbox_depth
+            self.printer.notice(f"* queued until connected ({waiting} waiting)")
+        return False
+
+    async def _close(self, arguments: str) -> bool:
+        code_text, _, reason = arguments.strip().partition(" ")
+        try:
+            code = int(code_text) if code_text else 1000
+        except ValueError:
+            self.printer.notice(
+                f"! /close [CODE [REASON]]: {code_text[:20]!r} is not a close code (1000-4999)"
+            )
+            return False
+        with contextlib.suppress(UndeliveredError):
+            await self.sock.wait_sent()  # what came before goes first, as at end of input
+        try:
+            await self.sock.close(code, reason.strip())
+        except ValueError as exc:
+            self.printer.notice(f"! /close: {exc}")
+            return False
+        return True
+
+    def _round_trip(self) -> str:
+        if self.ping_interval <= 0:
+            return "* /ping: keepalive is off (--ping-interval 0): no ping goes"
+        rtt = self.sock.statistics().last_rtt
+        if rtt is None:
+            return (
+                "* /ping: no keepalive ping answered yet (one goes after "
+                f"{self.ping_interval:g} s without a byte from the server: --ping-interval)"
+            )
+        return f"* /ping: the last keepalive ping's round trip was {rtt * 1000:.1f} ms"
+
+
+async def _send_typed_lines(lines: _Lines, terminal: _Terminal) -> bool:
+    """Take each line typed at the prompt, until end of input (Ctrl-D, False)
+    or ``/close`` (True)."""
     while True:
         line = await terminal.read_line()
         if line is None:
-            return
-        await sock.send(_clean(line))
+            return False
+        if await lines.take(_clean(line)):
+            return True
 
 
-async def _send_lines(sock: ClientSocket) -> None:
-    """Send each line of standard input as a text message, until end of input."""
+async def _send_lines(lines: _Lines) -> bool:
+    """Take each line of standard input, until end of input (False) or
+    ``/close`` (True)."""
     if sys.stdin is None:  # no standard input at all: nothing to send
-        return
+        return False
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     async with stdin:
         # The line being read grows in place and each read is searched once:
@@ -975,12 +1183,14 @@ async def _send_lines(sock: ClientSocket) -> None:
             start = 0
             while (end := data.find(b"\n", start)) != -1:
                 line += data[start:end]
-                await sock.send(_line_text(line))
+                if await lines.take(_line_text(line)):
+                    return True
                 line.clear()
                 start = end + 1
             line += data[start:]
         if line:
-            await sock.send(_line_text(line))
+            return await lines.take(_line_text(line))
+    return False
 
 
 def _line_text(line: bytearray) -> str:

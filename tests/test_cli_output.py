@@ -20,6 +20,7 @@ import trio
 import trio_clientsocket._cli as cli
 from tests.test_cli import CLI, Lines, start, start_server
 from trio_clientsocket import ConnectionFailed, MessageReceived, Skipped
+from trio_clientsocket._errors import underlying_causes
 from trio_clientsocket.testing import open_mock_server
 
 NOTIFICATION = '{"Id": "x", "Object": "Chat", "Message": "h\\u00e9llo", "GroupName": "g"}'
@@ -189,7 +190,7 @@ def refused(*hosts: str) -> OSError:
 
 
 def test_underlying_causes() -> None:
-    assert cli.underlying_causes(refused("::1", "127.0.0.1")) == [
+    assert underlying_causes(refused("::1", "127.0.0.1")) == [
         "Connection refused (ECONNREFUSED)"
     ]
     mixed = refused("::1")
@@ -197,18 +198,18 @@ def test_underlying_causes() -> None:
     mixed.__cause__ = ExceptionGroup(
         "all", [*mixed.__cause__.exceptions, OSError(errno.ENETUNREACH, "unreachable")]
     )
-    assert cli.underlying_causes(mixed) == [
+    assert underlying_causes(mixed) == [
         "Connection refused (ECONNREFUSED)",
         "Network is unreachable (ENETUNREACH)",
     ]
     dns = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     wrapped = OSError("lookup failed")
     wrapped.__cause__ = dns
-    assert cli.underlying_causes(wrapped) == ["Name or service not known"]
-    assert cli.underlying_causes(OSError("no cause")) == []
+    assert underlying_causes(wrapped) == ["Name or service not known"]
+    assert underlying_causes(OSError("no cause")) == []
     said = OSError("boom")
     said.__cause__ = ValueError("boom")
-    assert cli.underlying_causes(said) == []  # the message already says it
+    assert underlying_causes(said) == []  # the message already says it
 
 
 def test_describe_shows_every_event() -> None:

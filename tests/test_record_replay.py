@@ -35,7 +35,7 @@ from trio_clientsocket import (
     SocketClosedError,
     __version__,
 )
-from trio_clientsocket._cli import underlying_causes
+from trio_clientsocket._errors import underlying_causes
 from trio_clientsocket.testing import (
     MockServer,
     Recorder,

@@ -20,14 +20,12 @@ import argparse
 import base64
 import contextlib
 import datetime
-import errno
 import ipaddress
 import json
 import math
 import os
 import re
 import signal
-import socket
 import sqlite3
 import ssl
 import sys
@@ -43,7 +41,7 @@ import trio
 
 from ._backoff import Backoff
 from ._chat import ChatStore, serve_chat
-from ._errors import SocketClosedError, UndeliveredError
+from ._errors import SocketClosedError, UndeliveredError, os_reason, underlying_causes
 from ._events import (
     Closed,
     Connected,
@@ -482,56 +480,6 @@ def _socket(
 
 
 # -- connect: what is printed ---------------------------------------------------------
-
-
-def os_reason(exc: OSError) -> str:
-    """What went wrong, in words: ``Connection refused (ECONNREFUSED)``, a resolver's
-    ``Name or service not known``, or the text of a TLS error.
-
-    Examples:
-        >>> os_reason(ConnectionRefusedError(111, "Error connecting to ('h', 1): ..."))
-        'Connection refused (ECONNREFUSED)'
-    """
-    if isinstance(exc, ssl.SSLError):
-        return str(exc)
-    if isinstance(exc, socket.gaierror | socket.herror):
-        return exc.strerror or str(exc)
-    code = exc.errno
-    if isinstance(code, int) and code in errno.errorcode:
-        return f"{os.strerror(code)} ({errno.errorcode[code]})"
-    return exc.strerror or str(exc) or type(exc).__name__
-
-
-def underlying_causes(error: BaseException) -> list[str]:
-    """The root causes behind ``error`` (its ``__cause__`` chain, exception
-    groups opened), in words, without repeats or what ``str(error)`` already says.
-
-    Examples:
-        >>> refused = ConnectionRefusedError(111, "Connection refused")
-        >>> top = OSError("all attempts to connect to h:1 failed")
-        >>> top.__cause__ = ExceptionGroup("all attempts", [refused, refused])
-        >>> underlying_causes(top)
-        ['Connection refused (ECONNREFUSED)']
-    """
-    said = str(error)
-    found: list[str] = []
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [error.__cause__]
-    while pending:
-        exc = pending.pop(0)
-        if exc is None or id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        elif exc.__cause__ is not None:
-            pending.append(exc.__cause__)
-        else:
-            text = os_reason(exc) if isinstance(exc, OSError) else str(exc)
-            text = text or type(exc).__name__
-            if text not in found and text not in said:
-                found.append(text)
-    return found
 
 
 def _message_fields(event: MessageReceived) -> tuple[dict[str, Any], str]:

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "trio_clientsocket"
 LAYERS: list[set[str]] = [
     {"__main__"},
     {"_cli", "_demo"},
-    {"_chat", "pytest_plugin"},
+    {"_chat", "pytest_plugin"},  # pytest_plugin: the former place of the plugin
     {"testing"},
     {"_replay"},
     {"__init__"},

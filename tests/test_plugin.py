@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from trio_clientsocket import pytest_plugin
+import trio_clientsocket_pytest as pytest_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -193,9 +193,8 @@ def test_pytest_start_does_not_import_the_mock_server(tmp_path: Path) -> None:
         done = run_pytest(tmp_path, "--co", "-s", *disable)
         line = next(x for x in done.stdout.splitlines() if x.startswith("MODULES"))
         loaded.append(json.loads(line.removeprefix("MODULES ")))
-    assert "trio_clientsocket.pytest_plugin" in loaded[0]  # the plugin is there
-    assert "trio_clientsocket.testing" not in loaded[0]
-    assert loaded[1] == []  # turned off: nothing of the library at all
+    assert loaded[0] == ["trio_clientsocket_pytest"]  # the plugin, and nothing of the library
+    assert loaded[1] == []  # turned off: nothing at all
 
 
 def test_the_plugin_module_imports_only_the_standard_library_and_pytest() -> None:

@@ -369,3 +369,22 @@ def test_bad_subprotocol_proxy_or_certificate_is_a_usage_error(
     assert error_of(capsys, "--key", str(not_pem)) == (
         "error: --key needs --cert: the certificate that goes with the key"
     )
+
+
+def test_a_url_of_another_scheme_gets_the_command_lines_own_hint() -> None:
+    """The library's message says "build the endpoint first": the command line
+    builds it itself from an http(s):// URL, so it says that instead."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "trio_clientsocket", "connect", "ftp://u:S3CRET@h.test/x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "http:// or https:// for a GeneXus application" in done.stderr
+    assert "build the endpoint first" not in done.stderr
+    assert "S3CRET" not in done.stderr + done.stdout

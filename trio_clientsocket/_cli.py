@@ -384,6 +384,13 @@ def _target(args: argparse.Namespace) -> tuple[str, dict[str, str], str | None]:
             )
             url = endpoint.url
             headers.update(endpoint.headers)
+        elif not url.lower().startswith(("ws://", "wss://")):
+            # the library's own message tells a program to build the endpoint;
+            # here the command line builds it from an http(s):// URL
+            raise UsageError(
+                f"URL {redact_url(url)!r} must start with ws:// or wss://, or with http://"
+                " or https:// for a GeneXus application (its notification endpoint is built)"
+            )
         elif args.client_id is not None:
             if "?" in url:
                 raise UsageError("--client-id given, but the URL already has a query")

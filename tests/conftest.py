@@ -64,6 +64,10 @@ SLOW = frozenset(
         "tests/test_hostile_tcp.py::test_long_upload_that_progresses_is_not_a_dead_peer",
         "tests/test_hostile_tcp.py::test_blocked_loop_with_the_pong_in_the_socket_is_not_a_dead_peer",
         "tests/test_review_core.py::test_ping_flood_while_the_uplink_is_blocked_stays_bounded",
+        "tests/test_cli_errors.py",  # a process of the command line per test
+        "tests/test_cli_signals.py",  # the same, with signals
+        "tests/test_first_hour_cli.py",  # the same
+        "tests/test_plugin.py",  # a pytest run per test
     }
 )
 """Tests of a few seconds each, on the real clock or real sockets, or many of them:

@@ -25,7 +25,7 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import open_mock_server
 
-from ._hostile_helpers import drain, raw_server, request_key, server_frame, switching
+from ._hostile_helpers import Respond, drain, raw_server, request_key, server_frame, switching
 from .conftest import client_socket, next_event_skip
 
 pytestmark = pytest.mark.usefixtures("each_transport")
@@ -82,6 +82,23 @@ def close_code(payload: bytes) -> int:
     return code
 
 
+def sent_close_code(sent: list[tuple[int, bytes] | None]) -> int:
+    """The code of the close frame the client sent first (it must be one)."""
+    assert sent
+    frame = sent[0]
+    assert frame is not None
+    assert frame[0] == CLOSE
+    return close_code(frame[1])
+
+
+async def first_failure(respond: Respond) -> ConnectionFailed:
+    """Connect once to a raw server that ``respond``s; the ConnectionFailed."""
+    async with raw_server(respond) as server:
+        async with client_socket(URL, open_stream=server.open_stream, **ONCE) as sock:
+            await next_event_skip(sock, Connected)
+            return await next_event_skip(sock, ConnectionFailed)
+
+
 # -- 1. frames that come in the same read as the 101 answer ----------------------
 
 
@@ -114,10 +131,7 @@ async def test_a_close_that_comes_with_the_answer_is_answered(autojump_clock: ob
         with trio.move_on_after(5):
             answered.append(await ClientFrames(stream).next())
 
-    async with raw_server(respond) as server:
-        async with client_socket(URL, open_stream=server.open_stream, **ONCE) as sock:
-            await next_event_skip(sock, Connected)
-            failed = await next_event_skip(sock, ConnectionFailed)
+    failed = await first_failure(respond)
     assert isinstance(failed.error, ConnectionLost)
     assert (failed.error.code, failed.error.by_server) == (4001, True)
     assert answered == [(CLOSE, close_payload(4001))] or answered == [
@@ -157,17 +171,10 @@ async def test_failing_the_connection_sends_the_close_frame_it_reports(
         with trio.move_on_after(5):
             sent.append(await ClientFrames(stream).next())
 
-    async with raw_server(respond) as server:
-        async with client_socket(URL, open_stream=server.open_stream, **ONCE) as sock:
-            await next_event_skip(sock, Connected)
-            failed = await next_event_skip(sock, ConnectionFailed)
+    failed = await first_failure(respond)
     assert isinstance(failed.error, ProtocolError), repr(failed.error)
     assert failed.error.code == expected
-    assert sent
-    frame = sent[0]
-    assert frame is not None
-    assert frame[0] == CLOSE
-    assert close_code(frame[1]) == expected
+    assert sent_close_code(sent) == expected
 
 
 async def test_a_violation_the_connection_cannot_answer_says_no_close_frame_went(
@@ -180,10 +187,7 @@ async def test_a_violation_the_connection_cannot_answer_says_no_close_frame_went
         await stream.send_all(switching(request_key(request)) + server_frame(TEXT, b"\xff"))
         await stream.aclose()
 
-    async with raw_server(respond) as server:
-        async with client_socket(URL, open_stream=server.open_stream, **ONCE) as sock:
-            await next_event_skip(sock, Connected)
-            failed = await next_event_skip(sock, ConnectionFailed)
+    failed = await first_failure(respond)
     error = failed.error
     if isinstance(error, ProtocolError):
         assert error.code is None
@@ -213,16 +217,10 @@ async def test_invalid_utf8_fails_before_its_frame_is_complete(autojump_clock: o
             sent.append(await ClientFrames(stream).next())
         # the rest of the frame never comes
 
-    async with raw_server(respond) as server:
-        async with client_socket(URL, open_stream=server.open_stream, **ONCE) as sock:
-            await next_event_skip(sock, Connected)
-            failed = await next_event_skip(sock, ConnectionFailed)
+    failed = await first_failure(respond)
     assert isinstance(failed.error, ProtocolError)
     assert failed.error.code == 1007
-    assert sent
-    assert sent[0] is not None
-    assert sent[0][0] == CLOSE
-    assert close_code(sent[0][1]) == 1007
+    assert sent_close_code(sent) == 1007
 
 
 # -- 4. a close between two fragments ----------------------------------------------
@@ -247,16 +245,10 @@ async def test_a_close_between_fragments_completes_the_closing_handshake(
         with trio.move_on_after(5):
             sent.append(await ClientFrames(stream).next())
 
-    async with raw_server(respond) as server:
-        async with client_socket(URL, open_stream=server.open_stream, **ONCE) as sock:
-            await next_event_skip(sock, Connected)
-            failed = await next_event_skip(sock, ConnectionFailed)
+    failed = await first_failure(respond)
     assert isinstance(failed.error, ConnectionLost)
     assert (failed.error.code, failed.error.by_server) == (1000, True)
-    assert sent
-    assert sent[0] is not None
-    assert sent[0][0] == CLOSE
-    assert close_code(sent[0][1]) == 1000
+    assert sent_close_code(sent) == 1000
 
 
 # -- 6. a send-only application whose events buffer is full ----------------------

@@ -71,15 +71,22 @@ async def test_a_printed_connected_event_shows_no_handshake_headers() -> None:
     assert repr(connected) == "Connected(url='ws://app.test/', subprotocol=None)"
 
 
-async def test_a_server_that_picks_http2_by_alpn_is_fatal_and_says_so() -> None:
-    """Before: "not an HTTP response", retried for ever."""
+def alpn_contexts(server_picks: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) TLS contexts: the client offers h2 and http/1.1 by
+    ALPN, the server picks ``server_picks``."""
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(server_context)
-    server_context.set_alpn_protocols(["h2"])
+    server_context.set_alpn_protocols([server_picks])
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
     client_context.set_alpn_protocols(["h2", "http/1.1"])
+    return server_context, client_context
+
+
+async def test_a_server_that_picks_http2_by_alpn_is_fatal_and_says_so() -> None:
+    """Before: "not an HTTP response", retried for ever."""
+    server_context, client_context = alpn_contexts("h2")
     with trio.fail_after(10):
         async with open_mock_server() as server:
             port = await server.listen_tcp(ssl_context=server_context)
@@ -94,13 +101,7 @@ async def test_a_server_that_picks_http2_by_alpn_is_fatal_and_says_so() -> None:
 
 
 async def test_a_server_that_picks_http11_by_alpn_is_fine() -> None:
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server_context)
-    server_context.set_alpn_protocols(["http/1.1"])
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    client_context.set_alpn_protocols(["h2", "http/1.1"])
+    server_context, client_context = alpn_contexts("http/1.1")
     with trio.fail_after(10):
         async with open_mock_server() as server:
             port = await server.listen_tcp(ssl_context=server_context)

@@ -96,11 +96,9 @@ class Session:
         link, events, counters = self.link, self.events, self.counters
         try:
             while True:
-                room = events._room()
-                if room <= 0 and not self.closing:
+                if events._room() <= 0 and not self.closing:
                     await self._pause([], 0)  # full: read nothing until there is room
-                room = max(1, events._room())
-                batch = await link.read(room)
+                batch = await link.read(max(1, events._room()))
                 if self.closing:
                     # after close(): delivered while the buffer has room, never
                     # waited for (the peer's close answer comes behind them)

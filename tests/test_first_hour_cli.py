@@ -188,7 +188,7 @@ async def test_at_a_terminal_hints_show_above_the_prompt() -> None:
                 await term.expect(b"* connected to ")
                 await term.expect(b"> ")
                 await term.type(b"/ping\r")
-                await term.expect(b"* /ping: no keepalive ping answered yet")
+                await term.expect(b"* /ping: round trip ")
                 await term.type(b"\x04")
                 assert await term.process.wait() == 0
                 assert term.process.stderr is not None
@@ -212,11 +212,12 @@ async def test_close_command_closes_with_its_code_after_what_came_before() -> No
     assert done.returncode == 0, done.stderr
     assert mock.received == ["first"]
     assert connection.close_code == 4001
-    assert lines(done.stderr) == [
-        "* /ping: no keepalive ping answered yet (one goes after 20 s without a byte from "
-        "the server: --ping-interval)",
-        "! /close: close code 99 may not be sent: use 1000-1003, 1007-1014, or 3000-4999",
-    ]
+    ping, refused = lines(done.stderr)
+    assert re.fullmatch(r"\* /ping: round trip \d+\.\d ms", ping)
+    assert connection.pings == 1
+    assert refused == (
+        "! /close: close code 99 may not be sent: use 1000-1003, 1007-1014, or 3000-4999"
+    )
     assert [json.loads(line)["event"] for line in lines(done.stdout)] == ["connected", "closed"]
 
 
@@ -231,29 +232,83 @@ async def test_binary_and_slash_commands() -> None:
         )
     assert done.returncode == 0, done.stderr
     assert mock.received == [b"Hi", "/x", "/pingpong"]
-    assert lines(done.stderr) == [
-        "! /binary HEX: not sent, HEX must be bytes as pairs of hex digits (/binary 48 69)",
-        "* /ping: keepalive is off (--ping-interval 0): no ping goes",
-    ]
+    refused, ping = lines(done.stderr)
+    assert refused == (
+        "! /binary HEX: not sent, HEX must be bytes as pairs of hex digits (/binary 48 69)"
+    )
+    # keepalive is off: the one ping is the command's
+    assert re.fullmatch(r"\* /ping: round trip \d+\.\d ms", ping)
+    assert mock.connections[0].pings == 1
 
 
-async def test_ping_command_shows_the_last_keepalive_round_trip() -> None:
+async def test_ping_command_pings_now_and_says_when_no_pong_can_come() -> None:
     async with open_mock_server() as mock, trio.open_nursery() as nursery:
         port = await mock.listen_tcp()
         client = await start(
-            nursery, f"ws://127.0.0.1:{port}/x", "--ping-interval", "0.05", "--ping-timeout", "0.5"
+            nursery, f"ws://127.0.0.1:{port}/x", *FAST, "--ping-timeout", "0.5"
         )
         assert client.stdin is not None
         assert client.stderr is not None
+        errors = Lines(client.stderr)
         connection = await mock.wait_connections(1)
-        # a second ping goes only once the first one's answer is in
-        await mock.wait_for(lambda: connection.pings >= 2)
         await client.stdin.send_all(b"/ping\n")
-        line = await Lines(client.stderr).next()
-        assert line.startswith("* /ping: the last keepalive ping's round trip was ")
-        assert line.endswith(" ms")
+        assert re.fullmatch(r"\* /ping: round trip \d+\.\d ms", await errors.next())
+        assert connection.pings == 1  # the default keepalive (20 s) has not pinged
+        mock.stall()  # no pong now
+        await client.stdin.send_all(b"/ping\n")
+        assert await errors.next() == "! /ping: no pong within 0.5 s (--ping-timeout)"
+        mock.resume()
+        await mock.stop()  # refused from here on: the client is down
+        assert client.stdout is not None
+        out = Lines(client.stdout)
+        for _ in range(10):
+            if (await out.next()).startswith("! connection failed"):
+                break
+        await client.stdin.send_all(b"/ping\n")
+        for _ in range(10):
+            line = await errors.next()
+            if line.startswith("! /ping"):
+                break
+        assert line == "! /ping: not connected within 0.5 s (--ping-timeout): no ping went"
+        await client.stdin.aclose()
+        await client.wait()
+
+
+async def test_show_ping_pong_prints_the_servers_pings_and_pongs() -> None:
+    async with open_mock_server() as mock, trio.open_nursery() as nursery:
+        port = await mock.listen_tcp()
+        client = await start(nursery, f"ws://127.0.0.1:{port}/x", "-P")
+        assert client.stdin is not None
+        assert client.stdout is not None
+        out = Lines(client.stdout)
+        assert (await out.next()).startswith("* connected to ")
+        connection = await mock.wait_connections(1)
+        await connection.ping(b"tick")
+        assert await out.next() == "< ping 'tick'"
+        await connection.pong(b"\x00\xff")
+        assert await out.next() == "< pong [00 ff] (unasked)"
+        await connection.ping(b"")
+        assert await out.next() == "< ping"
+        await client.stdin.send_all(b"/ping\n")
+        assert re.fullmatch(r"< pong \[[0-9a-f ]{11}\] \(round trip \d+\.\d ms\)", await out.next())
         await client.stdin.aclose()
         assert await client.wait() == 0
+
+
+async def test_show_ping_pong_in_json() -> None:
+    async with open_mock_server() as mock:
+        port = await mock.listen_tcp()
+        done = await connect(
+            f"ws://127.0.0.1:{port}/x", "--json", "--show-ping-pong", stdin=b"/ping\n"
+        )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in lines(done.stdout)]
+    assert [e["event"] for e in events] == ["connected", "pong", "closed"]
+    pong = events[1]
+    assert len(bytes.fromhex(pong["payload_hex"])) == 4
+    assert pong["rtt"] > 0
+    (ping,) = lines(done.stderr)
+    assert ping == f"* /ping: round trip {pong['rtt'] * 1000:.1f} ms"
 
 
 # -- options --------------------------------------------------------------------------

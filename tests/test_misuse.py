@@ -36,7 +36,8 @@ PROGRAM = '''
 from typing import assert_never
 
 from trio_clientsocket import (
-    ClientSocket, Closed, Connected, ConnectionFailed, MessageReceived, Skipped, Undelivered,
+    ClientSocket, Closed, Connected, ConnectionFailed, MessageReceived, PingReceived,
+    PongReceived, Skipped, Undelivered,
 )
 
 
@@ -55,6 +56,8 @@ async def handle(sock: ClientSocket) -> None:
                 print("closed")
             case Skipped(count=count):
                 print(count)
+            case PingReceived() | PongReceived():
+                pass
             case _:
                 assert_never(event)
 

@@ -23,6 +23,7 @@ from ._errors import ConnectTimeout as ConnectTimeout
 from ._errors import HandshakeRejected as HandshakeRejected
 from ._errors import InvalidURLError as InvalidURLError
 from ._errors import KeepaliveTimeout as KeepaliveTimeout
+from ._errors import NotConnectedError as NotConnectedError
 from ._errors import OutboxFullError as OutboxFullError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import ProxyRejected as ProxyRejected
@@ -35,6 +36,8 @@ from ._events import ConnectionFailed as ConnectionFailed
 from ._events import Event as Event
 from ._events import Message as Message
 from ._events import MessageReceived as MessageReceived
+from ._events import PingReceived as PingReceived
+from ._events import PongReceived as PongReceived
 from ._events import Skipped as Skipped
 from ._events import SocketEvent as SocketEvent
 from ._events import Undelivered as Undelivered
@@ -72,8 +75,11 @@ __all__ = [
     "KeepaliveTimeout",
     "Message",
     "MessageReceived",
+    "NotConnectedError",
     "NotificationInfo",
     "OutboxFullError",
+    "PingReceived",
+    "PongReceived",
     "ProtocolError",
     "ProxyRejected",
     "Skipped",

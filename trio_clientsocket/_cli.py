@@ -41,7 +41,13 @@ import trio
 
 from ._backoff import Backoff
 from ._chat import ChatStore, serve_chat
-from ._errors import SocketClosedError, UndeliveredError, os_reason, underlying_causes
+from ._errors import (
+    NotConnectedError,
+    SocketClosedError,
+    UndeliveredError,
+    os_reason,
+    underlying_causes,
+)
 from ._events import (
     Closed,
     Connected,
@@ -49,6 +55,8 @@ from ._events import (
     Event,
     Message,
     MessageReceived,
+    PingReceived,
+    PongReceived,
     Skipped,
     Undelivered,
 )
@@ -95,9 +103,9 @@ commands (a line of input that starts with one; any other line is sent as text):
   /binary HEX             send the bytes written in hex (/binary 48 69) as a
                           binary message
   /close [CODE [REASON]]  close with CODE (default 1000) and REASON, then exit
-  /ping                   show the round trip of the last keepalive ping (the
-                          socket pings by itself after --ping-interval seconds
-                          without a byte from the server)
+  /ping                   ping the server and show the round trip (waits up
+                          to --ping-timeout seconds for a connection and the
+                          pong)
   //TEXT                  send /TEXT (a line that must start with '/')
 """
 
@@ -286,6 +294,13 @@ def add_commands(commands: Any) -> None:
         metavar="S",
         help="keepalive: the server is taken for dead when nothing arrives within S "
         "seconds of a ping (default: %(default)s)",
+    )
+    connect.add_argument(
+        "-P",
+        "--show-ping-pong",
+        action="store_true",
+        help="show the pings and pongs the server sends (with the round trip of a pong "
+        "that answers ours)",
     )
     connect.add_argument(
         "--record",
@@ -480,6 +495,7 @@ def _socket(
             record=recorder,
             subprotocols=args.subprotocol,
             proxy=True if args.proxy is None else args.proxy,
+            ping_events=args.show_ping_pong,
         )
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
@@ -506,6 +522,20 @@ def _message_fields(event: MessageReceived) -> tuple[dict[str, Any], str]:
     if isinstance(event.json, dict | list):
         return {"event": "message", "json": event.json}, f"< {message}"
     return {"event": "message", "message": message}, f"< {message}"
+
+
+def _payload_text(payload: bytes) -> str:
+    """A ping's or pong's payload for the terminal: nothing when empty, else
+    its text (quoted) if it is printable UTF-8, else hex."""
+    if not payload:
+        return ""
+    try:
+        text = payload.decode()
+    except UnicodeDecodeError:
+        text = ""
+    if text and text.isprintable():
+        return f" {text!r}"
+    return f" [{payload.hex(' ')}]"
 
 
 def describe(event: Event, status: str) -> tuple[dict[str, Any], str] | None:
@@ -562,6 +592,16 @@ def describe(event: Event, status: str) -> tuple[dict[str, Any], str] | None:
             return (
                 {"event": "skipped", "count": count, "undelivered": undelivered},
                 f"! {count} event(s) skipped: printing fell behind",
+            )
+        case PingReceived(payload=payload):
+            return {"event": "ping", "payload_hex": payload.hex()}, (
+                f"< ping{_payload_text(payload)}"
+            )
+        case PongReceived(payload=payload, rtt=rtt):
+            answer = f" (round trip {rtt * 1000:.1f} ms)" if rtt is not None else " (unasked)"
+            return (
+                {"event": "pong", "payload_hex": payload.hex(), "rtt": rtt},
+                f"< pong{_payload_text(payload)}{answer}",
             )
         case Closed(url=url):
             return (
@@ -942,7 +982,7 @@ async def _run_connect(
     )
     if announcement is not None:
         printer.notice(announcement)
-    lines = _Lines(sock, printer, args.ping_interval)
+    lines = _Lines(sock, printer, args.ping_timeout)
     linger = args.linger if args.linger is not None else default_linger(sys.stdin)
 
     def show(event: Event) -> None:
@@ -1053,10 +1093,10 @@ class _Lines:
     """What a line of input does: sent as a text message, or a command
     (``/binary``, ``/close``, ``/ping``; ``//`` sends a line starting with ``/``)."""
 
-    def __init__(self, sock: ClientSocket, printer: _Printer, ping_interval: float) -> None:
+    def __init__(self, sock: ClientSocket, printer: _Printer, ping_timeout: float) -> None:
         self.sock = sock
         self.printer = printer
-        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
 
     async def take(self, line: str) -> bool:
         """Send ``line`` or run its command; True after ``/close`` (the socket is
@@ -1066,7 +1106,7 @@ class _Lines:
         if command == "/close":
             return await self._close(rest)
         if command == "/ping":
-            self.printer.notice(self._round_trip())
+            self.printer.notice(await self._ping())
             return False
         if command == "/binary":
             try:
@@ -1101,16 +1141,24 @@ class _Lines:
             return False
         return True
 
-    def _round_trip(self) -> str:
-        if self.ping_interval <= 0:
-            return "* /ping: keepalive is off (--ping-interval 0): no ping goes"
-        rtt = self.sock.statistics().last_rtt
-        if rtt is None:
-            return (
-                "* /ping: no keepalive ping answered yet (one goes after "
-                f"{self.ping_interval:g} s without a byte from the server: --ping-interval)"
-            )
-        return f"* /ping: the last keepalive ping's round trip was {rtt * 1000:.1f} ms"
+    async def _ping(self) -> str:
+        """Ping once connected (as a line waits to be sent), all within
+        --ping-timeout."""
+        limit = f"{self.ping_timeout:g} s (--ping-timeout)"
+        sent = False
+        with trio.move_on_after(self.ping_timeout):
+            try:
+                await self.sock.wait_connected()
+                sent = True
+                rtt = await self.sock.ping()
+            except SocketClosedError:
+                return "! /ping: the socket is closed"
+            except NotConnectedError:
+                return "! /ping: the connection ended before the pong came"
+            return f"* /ping: round trip {rtt * 1000:.1f} ms"
+        if not sent:
+            return f"! /ping: not connected within {limit}: no ping went"
+        return f"! /ping: no pong within {limit}"
 
 
 async def _send_typed_lines(lines: _Lines, terminal: _Terminal) -> bool:

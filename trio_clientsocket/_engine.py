@@ -27,7 +27,7 @@ import attrs
 from websockets.client import ClientProtocol
 from websockets.exceptions import ProtocolError as WebsocketsProtocolError
 from websockets.extensions.permessage_deflate import PerMessageDeflate as WebsocketsDeflate
-from websockets.frames import PONG, Frame
+from websockets.frames import PING, PONG, Frame
 from websockets.frames import Opcode as WebsocketsOpcode
 from websockets.protocol import OPEN as WS_OPEN
 from websockets.uri import WebSocketURI
@@ -80,9 +80,7 @@ def client_frame(first: int, payload: bytes) -> bytes:
         return Frame(WebsocketsOpcode(first & 0x0F), payload).serialize(mask=True)
     mask = os.urandom(4)
     head = (
-        bytes((first, 0x80 | size))
-        if size < 126
-        else bytes((first, 0xFE, size >> 8, size & 0xFF))
+        bytes((first, 0x80 | size)) if size < 126 else bytes((first, 0xFE, size >> 8, size & 0xFF))
     )
     if not size:
         return head + mask
@@ -150,8 +148,10 @@ class Engine(Protocol):
 
     key: str
     """The request's ``Sec-WebSocket-Key``."""
-    pong: bytes | None
-    """The payload of the last pong received."""
+    controls: list[tuple[bool, bytes]]
+    """The pings (False) and pongs (True) received, with their payloads, in
+    order, since the driver last emptied the list (pings are answered
+    already)."""
     extension_names: tuple[str, ...]
     """The extensions the request offers."""
     compressed: bool
@@ -361,9 +361,9 @@ class WebsocketsEngine(_Backlog):
         "_queued",
         "_violation",
         "compressed",
+        "controls",
         "extension_names",
         "key",
-        "pong",
     )
 
     def __init__(
@@ -401,7 +401,7 @@ class WebsocketsEngine(_Backlog):
         self._inflater: Inflater | None = None  # once compression is agreed
         self._violation: tuple[int, str] | None = None
         self.key = self._p.key
-        self.pong: bytes | None = None
+        self.controls: list[tuple[bool, bytes]] = []
         self._headers = list(headers)
 
     def request(self) -> bytes:
@@ -611,8 +611,9 @@ class WebsocketsEngine(_Backlog):
         p.receive_data(frame)
         self._queued = True
         for event in p.events_received():
-            if event.opcode is PONG:  # type: ignore[union-attr]  # OPEN: frames only
-                self.pong = bytes(event.data)  # type: ignore[union-attr]
+            opcode = event.opcode  # type: ignore[union-attr]  # OPEN: frames only
+            if opcode is PONG or opcode is PING:
+                self.controls.append((opcode is PONG, bytes(event.data)))  # type: ignore[union-attr]
         if p.close_rcvd is not None or p.parser_exc is not None:
             self._done = True
             self._message = None
@@ -663,7 +664,6 @@ class WebsocketsEngine(_Backlog):
     @property
     def writable(self) -> bool:
         return self._p.state is WS_OPEN
-
 
     @property
     def failed(self) -> bool:

@@ -75,9 +75,7 @@ class _WsprotoDeflate(WsprotoDeflate):
         assert agreed is not None
         self.client_no_context_takeover = agreed.local_no_context_takeover
         self.client_max_window_bits = agreed.local_max_window_bits
-        self._inflater = Inflater(
-            agreed.remote_max_window_bits, agreed.remote_no_context_takeover
-        )
+        self._inflater = Inflater(agreed.remote_max_window_bits, agreed.remote_no_context_takeover)
 
     def frame_inbound_header(
         self, proto: object, opcode: Opcode, rsv: RsvBits, payload_length: int
@@ -128,9 +126,9 @@ class WsprotoEngine(_Backlog):
         "_violation",
         "_ws",
         "compressed",
+        "controls",
         "extension_names",
         "key",
-        "pong",
     )
 
     def __init__(
@@ -143,9 +141,7 @@ class WsprotoEngine(_Backlog):
     ) -> None:
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._deflate_offer = compression
-        self._deflate = (
-            _WsprotoDeflate(compression, max_size) if compression is not None else None
-        )
+        self._deflate = _WsprotoDeflate(compression, max_size) if compression is not None else None
         self.extension_names: tuple[str, ...] = (
             ("permessage-deflate",) if compression is not None else ()
         )
@@ -161,7 +157,7 @@ class WsprotoEngine(_Backlog):
         self._peer_close: tuple[int, str] | None = None
         self._violation: tuple[int, str] | None = None
         self.key = ""
-        self.pong: bytes | None = None
+        self.controls: list[tuple[bool, bytes]] = []
 
     def request(self) -> bytes:
         data = self._ws.send(
@@ -233,10 +229,11 @@ class WsprotoEngine(_Backlog):
                 if not self._part(event, out):
                     break
             elif isinstance(event, Ping):
+                self.controls.append((False, bytes(event.payload)))
                 if ws.state is ConnectionState.OPEN:
                     self._out.append(ws.send(event.response()))
             elif isinstance(event, Pong):
-                self.pong = bytes(event.payload)
+                self.controls.append((True, bytes(event.payload)))
             elif isinstance(event, CloseConnection):
                 state = ws.state
                 code = int(event.code)  # wsproto's CloseReason, or an int
@@ -261,9 +258,7 @@ class WsprotoEngine(_Backlog):
         assembly = self._message
         if assembly is None:
             if event.message_finished:
-                size = len(data) if type(data) is not str or data.isascii() else len(
-                    data.encode()
-                )
+                size = len(data) if type(data) is not str or data.isascii() else len(data.encode())
                 if size > self._max_size:
                     self._fail(TOO_BIG, "a message exceeded max_message_size")
                     return False
@@ -329,9 +324,6 @@ class WsprotoEngine(_Backlog):
     def writable(self) -> bool:
         return self._ws.state is ConnectionState.OPEN
 
-
     @property
     def ending(self) -> Ending:
         return Ending(peer_close=self._peer_close, violation=self._violation)
-
-

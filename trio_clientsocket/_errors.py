@@ -36,6 +36,7 @@ __all__ = [
     "HandshakeRejected",
     "InvalidURLError",
     "KeepaliveTimeout",
+    "NotConnectedError",
     "OutboxFullError",
     "ProtocolError",
     "ProxyRejected",
@@ -72,6 +73,17 @@ class OutboxFullError(ClientSocketError):
         Traceback (most recent call last):
         ...
         trio_clientsocket._errors.OutboxFullError: outbox is full (100 messages)
+    """
+
+
+class NotConnectedError(ClientSocketError):
+    """``ping()``: the socket has no connection to ping (it is connecting,
+    reconnecting, closing or closed), or the connection ended before the
+    server answered.
+
+    Examples:
+        >>> str(NotConnectedError("not connected"))
+        'not connected'
     """
 
 

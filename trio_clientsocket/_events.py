@@ -17,6 +17,8 @@ __all__ = [
     "Event",
     "Message",
     "MessageReceived",
+    "PingReceived",
+    "PongReceived",
     "Skipped",
     "SocketEvent",
     "Undelivered",
@@ -150,9 +152,7 @@ class Undelivered(Event):
     """``"closed"`` (close() or leaving the block), ``"gave up"`` (reconnecting
     stopped), ``"dropped"`` (``overflow="drop-oldest"``) or ``"in flight"``
     (being written when the connection ended)."""
-    count: int = attrs.field(
-        default=attrs.Factory(_count_messages, takes_self=True), kw_only=True
-    )
+    count: int = attrs.field(default=attrs.Factory(_count_messages, takes_self=True), kw_only=True)
     """How many messages this report covers (at least ``len(messages)``)."""
 
 
@@ -189,7 +189,46 @@ class Skipped(Event):
     """How many messages the dropped ``Undelivered`` reports among them covered."""
 
 
+@attrs.frozen
+class PingReceived(Event):
+    """The server sent a ping (the socket has answered it already). Delivered
+    only with ``ClientSocket(ping_events=True)``.
+
+    Examples:
+        >>> PingReceived(payload=b"tick")
+        PingReceived(payload=b'tick')
+    """
+
+    payload: bytes
+    """The ping's application data (up to 125 bytes)."""
+
+
+@attrs.frozen
+class PongReceived(Event):
+    """The server sent a pong: the answer to one of the socket's pings (its
+    keepalive's, or ``ping()``'s), or one the server sent unasked. Delivered
+    only with ``ClientSocket(ping_events=True)``.
+
+    Examples:
+        >>> PongReceived(payload=b"", rtt=0.012).rtt
+        0.012
+    """
+
+    payload: bytes
+    """The pong's application data."""
+    rtt: float | None
+    """Seconds from our ping to this pong, when it answers one; None when it
+    answers none (unasked, or it came after its ping had been given up)."""
+
+
 SocketEvent: TypeAlias = (
-    Connected | ConnectionFailed | MessageReceived | Undelivered | Closed | Skipped
+    Connected
+    | ConnectionFailed
+    | MessageReceived
+    | PingReceived
+    | PongReceived
+    | Undelivered
+    | Closed
+    | Skipped
 )
 """Every event ``events()`` yields: a closed union, for an exhaustive ``match``."""

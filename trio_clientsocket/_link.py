@@ -16,6 +16,7 @@ turns the record into the error, through ``_engine.ending_error``.
 from __future__ import annotations
 
 import os
+import random
 from typing import Protocol
 
 import attrs
@@ -23,9 +24,9 @@ import trio
 
 from ._engine import Engine, ending_error
 from ._errors import TransportError
-from ._events import Message
+from ._events import Message, PingReceived, PongReceived
 
-__all__ = ["ABORT_WRITE", "CHUNK", "READ", "Link", "LinkEnded", "WireLink"]
+__all__ = ["ABORT_WRITE", "CHUNK", "READ", "Link", "LinkEnded", "Pings", "WireLink"]
 
 READ = 65536
 """Bytes asked of the stream per read."""
@@ -41,6 +42,80 @@ before the reader stops reading."""
 CHUNK = 65536
 """Piece size of a long write (over ``2 * CHUNK``), handed to the stream one by
 one, so that its progress shows (keepalive reads it); shorter writes go whole."""
+UNANSWERED_MAX = 16
+"""Pings nobody waits for (keepalive's) kept unanswered; older ones are
+forgotten (a server that never answers must not grow the record)."""
+
+
+class _Ping:
+    __slots__ = ("at", "done", "rtt")
+
+    def __init__(self, at: float | None, done: trio.Event | None) -> None:
+        self.at = at  # when it went out; None until it has
+        self.done = done  # set when it is answered, or the connection ends
+        self.rtt: float | None = None
+
+
+class Pings:
+    """The pings of one connection that wait for their pong, in the order they
+    went out. A pong answers the ping with its payload and every ping sent
+    before it: a peer may answer only the latest (RFC 6455, 5.5.3)."""
+
+    __slots__ = ("_pings",)
+
+    def __init__(self) -> None:
+        self._pings: dict[bytes, _Ping] = {}
+
+    def expect(self) -> tuple[bytes, _Ping]:
+        """A payload of its own for a ping that a task will wait for, and the
+        record that tells it the round trip (``done`` is set)."""
+        payload = random.getrandbits(32).to_bytes(4, "big")
+        while payload in self._pings:
+            payload = random.getrandbits(32).to_bytes(4, "big")
+        ping = self._pings[payload] = _Ping(None, trio.Event())
+        return payload, ping
+
+    def sent(self, payload: bytes, at: float) -> None:
+        """The ping with ``payload`` went out at ``at``."""
+        ping = self._pings.pop(payload, None)
+        if ping is None:
+            ping = _Ping(at, None)
+            if len(self._pings) >= UNANSWERED_MAX:
+                for old, record in self._pings.items():
+                    if record.done is None:
+                        del self._pings[old]
+                        break
+        ping.at = at
+        self._pings[payload] = ping  # last: the order they went out
+
+    def answer(self, payload: bytes, at: float) -> float | None:
+        """A pong with ``payload`` came at ``at``: the round trip of the ping it
+        answers, or None (no ping of ours has that payload)."""
+        answered = self._pings.get(payload)
+        if answered is None or answered.at is None:
+            return None
+        for key in list(self._pings):
+            ping = self._pings[key]
+            if ping.at is None:
+                continue  # not sent yet: this pong cannot answer it
+            del self._pings[key]
+            ping.rtt = at - ping.at
+            if ping.done is not None:
+                ping.done.set()
+            if ping is answered:
+                break
+        return answered.rtt
+
+    def forget(self, payload: bytes) -> None:
+        """Nobody waits for that ping's answer any more."""
+        self._pings.pop(payload, None)
+
+    def end(self) -> None:
+        """The connection ended: every ping still waiting gets no answer."""
+        for ping in self._pings.values():
+            if ping.done is not None:
+                ping.done.set()
+        self._pings.clear()
 
 
 class LinkEnded(Exception):
@@ -58,6 +133,11 @@ class Link(Protocol):
     """What the session needs of a connection."""
 
     rtt: float | None
+    """The round trip of the last ping answered."""
+    pings: Pings
+    notices: list[PingReceived | PongReceived] | None
+    """Where the pings and pongs received are noted for the application (None:
+    they are not)."""
     torn: bool
     """A write was cut part-way through a frame: nothing more may be written."""
     torn_message: Message | None
@@ -133,8 +213,6 @@ class WireLink:
         "_fail_sent",
         "_fd",
         "_gate",
-        "_ping",
-        "_ping_at",
         "_ready",
         "_stash",
         "_stashed",
@@ -143,6 +221,8 @@ class WireLink:
         "bytes_in",
         "bytes_out",
         "messages_written",
+        "notices",
+        "pings",
         "rtt",
         "rx_at",
         "torn",
@@ -167,8 +247,8 @@ class WireLink:
         self._waiters: trio.lowlevel.ParkingLot | None = None  # created when first needed
         self._broken = False  # the stream failed or reached EOF
         self._fail_sent = False  # the close frame that failed the connection went out
-        self._ping: bytes | None = None
-        self._ping_at = 0.0
+        self.pings = Pings()
+        self.notices: list[PingReceived | PongReceived] | None = None
         self._stash: list[bytes] = []  # automatic replies waiting for the gate
         self._stashed = 0
         self.bytes_in = bytes_in
@@ -213,8 +293,8 @@ class WireLink:
                 self.rx_at = trio.current_time()
                 self.bytes_in += len(data)
                 messages = engine.receive(bytes(data) if type(data) is not bytes else data, room)
-            if engine.pong is not None:
-                self._pong()
+            if engine.controls:
+                self._controls()
             if not self.torn:
                 # pongs, the close reply, our close after a violation
                 out = engine.pending()
@@ -229,7 +309,7 @@ class WireLink:
                         self._stashed += len(out)
                         if self._stashed > STASH_MAX:
                             await self._send_waiting()
-            if messages:
+            if messages or self.notices:
                 return messages
 
     async def _receive(self) -> bytes | bytearray:
@@ -280,11 +360,19 @@ class WireLink:
             self._ready = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def _pong(self) -> None:
-        pong, self._engine.pong = self._engine.pong, None
-        if pong == self._ping and self._ping is not None:
-            self.rtt = self.rx_at - self._ping_at
-            self._ping = None
+    def _controls(self) -> None:
+        """The pings and pongs of the last read: a pong answers our pings."""
+        notices = self.notices
+        for pong, payload in self._engine.controls:
+            if pong:
+                rtt = self.pings.answer(payload, self.rx_at)
+                if rtt is not None:
+                    self.rtt = rtt
+                if notices is not None:
+                    notices.append(PongReceived(payload, rtt))
+            elif notices is not None:
+                notices.append(PingReceived(payload))
+        self._engine.controls.clear()
 
     # -- writing -----------------------------------------------------------------
 
@@ -421,8 +509,7 @@ class WireLink:
         try:
             if not self.writable:
                 raise LinkEnded
-            self._ping = payload
-            self._ping_at = trio.current_time()
+            self.pings.sent(payload, trio.current_time())
             mark = self.bytes_in
             await self._send(self._engine.ping(payload))
             await self._send_pending()

@@ -14,9 +14,9 @@ from websockets.frames import Close, Frame, Opcode
 
 from ._engine import REASON_MAX, TOO_BIG, Ending, ending_error, fragment_limit
 from ._errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
-from ._events import Message
+from ._events import Message, PingReceived, PongReceived
 from ._handshake import HandshakeResponse, HeadReader, check_upgrade, request_key
-from ._link import ABORT_WRITE, CHUNK, READ, LinkEnded
+from ._link import ABORT_WRITE, CHUNK, READ, LinkEnded, Pings
 from ._queues import Slot
 
 __all__ = ["CountingStream", "FrameWatch", "TrioWebsocketLink"]
@@ -291,6 +291,8 @@ class TrioWebsocketLink:
         does for a message too big only)."""
         self._failing: trio.Event | None = None  # set once the failure is settled
         self.rtt: float | None = None
+        self.pings = Pings()
+        self.notices: list[PingReceived | PongReceived] | None = None  # not offered here
         self.torn = False
         self.torn_message: Message | None = None
         self.messages_written = 0
@@ -363,10 +365,10 @@ class TrioWebsocketLink:
         async with self._gate:
             if not self.writable:
                 raise LinkEnded
-            sent_at = trio.current_time()
+            self.pings.sent(payload, trio.current_time())
             written = self._stream.bytes_out
             mark = self._stream.bytes_in
-            self._nursery.start_soon(self._ping_task, payload, sent_at)
+            self._nursery.start_soon(self._ping_task, payload)
             # Hold the gate until the ping frame is on the wire.
             try:
                 while self._stream.bytes_out == written and self._ws.closed is None:
@@ -378,12 +380,14 @@ class TrioWebsocketLink:
                 raise
             return mark
 
-    async def _ping_task(self, payload: bytes, sent_at: float) -> None:
+    async def _ping_task(self, payload: bytes) -> None:
         try:
             await self._ws.ping(payload)
         except (trio_websocket.ConnectionClosed, ValueError):
             return
-        self.rtt = trio.current_time() - sent_at
+        rtt = self.pings.answer(payload, trio.current_time())
+        if rtt is not None:
+            self.rtt = rtt
 
     async def close(self, code: int, reason: str, *, reply: bool = True) -> None:
         self._closing = True

@@ -66,9 +66,7 @@ _RESERVED = frozenset(
 )
 
 
-USER_AGENT = (
-    f"trio-clientsocket/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
-)
+USER_AGENT = f"trio-clientsocket/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
 """The ``User-Agent`` header sent unless the ``headers`` option replaces it (or
 removes it, with the value None)."""
 _REMOVABLE = frozenset({"user-agent"})
@@ -132,6 +130,7 @@ class Config:
     connect_timeout: float
     ping_interval: float | None
     ping_timeout: float | None
+    ping_events: bool
     classify: Classify
     dial: DialOptions
     headers: HeadersSource | None
@@ -274,6 +273,8 @@ class Run:
                         limiter.release()
                 if dialed is None:
                     raise ConnectTimeout(config.connect_timeout)
+                if config.ping_events:
+                    dialed.link.notices = []
                 session = self.session = Session(
                     dialed.link,
                     nursery,

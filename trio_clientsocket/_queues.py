@@ -14,6 +14,8 @@ from ._events import (
     ConnectionFailed,
     Message,
     MessageReceived,
+    PingReceived,
+    PongReceived,
     Skipped,
     SocketEvent,
     Undelivered,
@@ -28,6 +30,8 @@ SCHEDULE_EVERY = 16
 RESERVE = 64
 """Connection reports kept beyond a full buffer before the oldest are dropped
 (at most: a buffer of fewer events keeps as many as it holds, at least 8)."""
+_EXPENDABLE = (Connected, PingReceived, PongReceived)
+"""Reports dropped first from a full reserve."""
 
 
 class _Empty(deque[Any]):
@@ -133,11 +137,12 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
     Received messages are buffered up to ``event_buffer`` events and
     ``buffer_bytes`` bytes; beyond that the socket stops reading the network
     until the application reads (backpressure). Connection reports
-    (``Connected``, ``ConnectionFailed``, ``Undelivered``, ``Closed``) never
-    wait: when the buffer is full they are kept in a reserve (as many as the
-    buffer holds, between 8 and 64), and past that the oldest are dropped
-    (``Connected`` and retried ``ConnectionFailed`` first) and a ``Skipped``
-    event counts them.
+    (``Connected``, ``ConnectionFailed``, ``Undelivered``, ``Closed``, and
+    with ``ping_events`` ``PingReceived`` and ``PongReceived``) never wait:
+    when the buffer is full they are kept in a reserve (as many as the buffer
+    holds, between 8 and 64), and past that the oldest are dropped
+    (``Connected``, pings and pongs, and retried ``ConnectionFailed`` first)
+    and a ``Skipped`` event counts them.
 
     Examples:
         >>> async def consume(sock):  # doctest: +SKIP
@@ -375,6 +380,13 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         """Append a connection report: never waits (see the class docstring)."""
         self._put(event)
 
+    def _put_notices(self, notices: list[PingReceived | PongReceived]) -> None:
+        """Append the pings and pongs a read noted, as reports (never waits), and
+        empty the list."""
+        for notice in notices:
+            self._put(notice)
+        notices.clear()
+
     def _put_undelivered(
         self, messages: tuple[Message, ...] | list[Message], reason: UndeliveredReason
     ) -> None:
@@ -415,11 +427,11 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
 
     def _drop_one(self) -> None:
         """Drop the oldest report of the reserve that the application can do
-        without (a Connected, or a ConnectionFailed that was retried), else the
-        oldest; the ``Skipped`` event counts it."""
+        without (a Connected, a ping or pong, or a ConnectionFailed that was
+        retried), else the oldest; the ``Skipped`` event counts it."""
         late = self._late
         for index, item in enumerate(late):
-            if type(item) is Connected or (
+            if type(item) in _EXPENDABLE or (
                 type(item) is ConnectionFailed and item.retry_in is not None
             ):
                 del late[index]
@@ -591,7 +603,6 @@ class Outbox:
         if self._changed is None:
             self._changed = trio.lowlevel.ParkingLot()
         await self._changed.park()
-
 
     async def wait_settled(self) -> str | None:
         """Wait until every message taken so far is written or reported; the

@@ -13,7 +13,7 @@ import random
 
 import trio
 
-from ._errors import ConnectionLost, KeepaliveTimeout, TransportError
+from ._errors import ConnectionLost, KeepaliveTimeout, NotConnectedError, TransportError
 from ._events import Message
 from ._link import Link, LinkEnded
 from ._queues import EventStream, Outbox
@@ -81,6 +81,7 @@ class Session:
             self.failure = failure if failure is not None else self.link.outcome()
         self.nursery.cancel_scope.cancel()
         self.outbox.notify()
+        self.link.pings.end()
 
     # -- serving -------------------------------------------------------------------
 
@@ -99,6 +100,8 @@ class Session:
                 if events._room() <= 0 and not self.closing:
                     await self._pause([], 0)  # full: read nothing until there is room
                 batch = await link.read(max(1, events._room()))
+                if link.notices:  # pings and pongs, for ping_events=True
+                    events._put_notices(link.notices)
                 if self.closing:
                     # after close(): delivered while the buffer has room, never
                     # waited for (the peer's close answer comes behind them)
@@ -260,8 +263,37 @@ class Session:
         if not self._ended:
             self._ended = True
             self.outbox.notify()
+        self.link.pings.end()
         if self.outbox.inflight is not None:
             self._report_in_flight()
+
+    # -- pinging -------------------------------------------------------------------
+
+    async def ping(self) -> float:
+        """Ping now, in the calling task, and wait for the answer: the round
+        trip in seconds. NotConnectedError if the connection ends first."""
+        link = self.link
+        if self._ended or self.closing or not link.writable:
+            raise NotConnectedError("the socket is closing: there is nothing to ping")
+        payload, record = link.pings.expect()
+        try:
+            await link.ping(payload)
+            assert record.done is not None
+            await record.done.wait()
+        except LinkEnded:
+            raise NotConnectedError(
+                "the connection ended before the ping could be written"
+            ) from None
+        except trio.Cancelled:
+            if link.torn:  # the ping's frame was cut: nothing more may be written
+                self._end(ConnectionLost(1006, "a ping() was cancelled part-way through a frame"))
+            raise
+        finally:
+            link.pings.forget(payload)
+        if record.rtt is None:
+            raise NotConnectedError("the connection ended before the server answered the ping")
+        self.counters.last_rtt = record.rtt
+        return record.rtt
 
     # -- keepalive -----------------------------------------------------------------
 

@@ -18,7 +18,13 @@ from ._backoff import Backoff
 from ._classify import Classifier, Classify
 from ._compression import Deflate
 from ._dial import TRANSPORTS, DialOptions, OpenStream, tcp_opener
-from ._errors import InvalidURLError, OutboxFullError, SocketClosedError, UndeliveredError
+from ._errors import (
+    InvalidURLError,
+    NotConnectedError,
+    OutboxFullError,
+    SocketClosedError,
+    UndeliveredError,
+)
 from ._events import Message
 from ._handshake import is_token
 from ._loop import USER_AGENT, Config, HeadersSource, Run, Shared, UrlSource, header_pairs
@@ -134,6 +140,12 @@ class ClientSocket:
             None disables. Default 20. Only bytes received count as a sign of
             life; time the application spends not reading ``events()`` never
             counts.
+        ping_events: deliver a ``PingReceived`` event for each ping the server
+            sends (answered already) and a ``PongReceived`` for each pong, with
+            the round trip when it answers one of the socket's pings. They are
+            connection reports: they never wait for the reader, and come no
+            later than the messages read after them. Default False. Not on the
+            trio-websocket transport, which does not tell its pings.
         max_message_size: largest message accepted, in bytes on the wire (after
             decompression), text and binary alike; larger ones close the
             connection with 1009. Default 1 MiB.
@@ -203,6 +215,7 @@ class ClientSocket:
         connect_timeout: float = 10.0,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
+        ping_events: bool = False,
         max_message_size: int = 2**20,
         ssl_context: ssl.SSLContext | None = None,
         proxy_ssl: ssl.SSLContext | None = None,
@@ -240,6 +253,13 @@ class ClientSocket:
                 raise ValueError(f"{name} must be an int >= 1")
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        if type(ping_events) is not bool:
+            raise TypeError("ping_events must be True or False")
+        if ping_events and transport == "trio-websocket":
+            raise ValueError(
+                "ping_events is not available on transport='trio-websocket', which does "
+                "not tell the pings and pongs it receives: use 'websockets' or 'wsproto'"
+            )
         if overflow not in _OVERFLOWS:
             raise ValueError(f"overflow must be one of {_OVERFLOWS}, got {overflow!r}")
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
@@ -274,6 +294,7 @@ class ClientSocket:
             connect_timeout=connect_timeout,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
+            ping_events=ping_events,
             classify=classify if classify is not None else Classifier(),
             dial=DialOptions(
                 transport=transport,
@@ -606,6 +627,34 @@ class ClientSocket:
             raise SocketClosedError(f"the socket {lost} before some messages were written")
         await trio.lowlevel.checkpoint()
 
+    async def ping(self) -> float:
+        """Ping the server now and wait for its pong: the round trip, in
+        seconds. The ping goes ahead of messages waiting in the outbox. It
+        waits as long as the answer takes: bound it with ``trio.fail_after``
+        (the keepalive, ``ping_interval``, still judges whether the server is
+        alive). ``statistics().last_rtt`` shows the result too.
+
+        Raises:
+            NotConnectedError: the socket is not connected (connecting,
+                reconnecting, closing or closed), or the connection ended
+                before the answer came.
+
+        Examples:
+            >>> async def latency(sock):  # doctest: +SKIP
+            ...     with trio.fail_after(5):
+            ...         rtt = await sock.ping()
+            ...     print(f"{rtt * 1000:.1f} ms")
+        """
+        run = self._run
+        session = run.session if run is not None else None
+        if session is None or run is None or run.closing:
+            await trio.lowlevel.checkpoint()
+            raise NotConnectedError(
+                "the socket is not connected: ping() needs a connection "
+                "(wait_connected() waits for one)"
+            )
+        return await session.ping()
+
     def statistics(self) -> SocketStatistics:
         """A frozen snapshot of the socket's state and counters.
 
@@ -715,4 +764,3 @@ class ClientSocket:
             self._run = None
             await run.abort()
             self._report_closed(run)
-

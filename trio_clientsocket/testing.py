@@ -43,6 +43,7 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Ping,
+    Pong,
     RejectConnection,
     Request,
     TextMessage,
@@ -167,6 +168,14 @@ class ServerConnection:
                 with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await self._stream.send_all(data)
 
+    async def ping(self, payload: bytes = b"") -> None:
+        """Send a ping to this client (its pong is not waited for)."""
+        await self._write(Ping(payload=payload))
+
+    async def pong(self, payload: bytes = b"") -> None:
+        """Send a pong this client did not ask for."""
+        await self._write(Pong(payload=payload))
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close this connection with a close frame."""
         await self._write(CloseConnection(code=code, reason=reason))
@@ -176,7 +185,9 @@ class ServerConnection:
         if self._stream is not None:
             await trio.aclose_forcefully(self._stream)
 
-    async def _write(self, event: TextMessage | BytesMessage | CloseConnection) -> None:
+    async def _write(
+        self, event: TextMessage | BytesMessage | CloseConnection | Ping | Pong
+    ) -> None:
         ws, stream = self._ws, self._stream
         if ws is None or stream is None or ws.state is not ConnectionState.OPEN:
             return

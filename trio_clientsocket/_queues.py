@@ -162,6 +162,8 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         "_items",
         "_largest",
         "_late",
+        "_low",
+        "_low_bytes",
         "_over",
         "_readers",
         "_ready",
@@ -176,6 +178,9 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         self._largest = largest  # the largest message (max_message_size)
         self._reserve = min(RESERVE, max(8, bound))
         self._byte_bound = byte_bound
+        # the low-water marks: a paused reader resumes below both
+        self._low = max(1, bound // 2)
+        self._low_bytes = max(1, byte_bound // 2)
         self._hold = hold  # payloads unread reports may hold, all together
         self._items: deque[_Item] = _NONE  # a real deque on the first event
         self._late: deque[_Item] = _NONE  # reports that came while the buffer was full
@@ -281,6 +286,34 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             if self._ready_to_receive():
                 return self.receive_nowait()
 
+    async def __anext__(self) -> SocketEvent:
+        # ``receive()``'s common case inline (``async for`` over messages that
+        # are ready: one coroutine frame fewer per event); the rest is
+        # ``receive()`` itself
+        items = self._items
+        if items and type(items[0]) is MessageReceived and self._ready < SCHEDULE_EVERY - 1:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            event: MessageReceived = items.popleft()
+            if not items:
+                self._items = _NONE
+            message = event.message
+            self._bytes -= (
+                len(message) if type(message) is bytes or message.isascii() else 4 * len(message)
+            )
+            if (
+                self._writers
+                and len(items) < self._low
+                and self._bytes < self._low_bytes
+                and not self._late
+            ):
+                self._writers.unpark_all()
+            self._ready += 1
+            return event
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
     def _ready_to_receive(self) -> bool:
         """``receive_nowait()`` would not raise ``WouldBlock`` (an exception
         on every wait costs more than this check)."""
@@ -314,11 +347,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
 
     def _below_low_water(self) -> bool:
         """Room for messages again: under half the buffer's count and bytes."""
-        return (
-            len(self._items) < max(1, self._bound // 2)
-            and self._bytes < max(1, self._byte_bound // 2)
-            and not self._late
-        )
+        return len(self._items) < self._low and self._bytes < self._low_bytes and not self._late
 
     def _room(self) -> int:
         """Bytes of messages the reader may parse now (0 or less: none): after

@@ -293,7 +293,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
         items = self._items
         if items and type(items[0]) is MessageReceived and self._ready < SCHEDULE_EVERY - 1:
             await trio.lowlevel.checkpoint_if_cancelled()
-            event: MessageReceived = items.popleft()
+            event: MessageReceived = items.popleft()  # type: ignore[assignment]  # checked above
             if not items:
                 self._items = _NONE
             message = event.message

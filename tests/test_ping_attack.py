@@ -3,8 +3,10 @@ as a hostile server and a careless caller: cancellation at every point,
 concurrency with send/close/keepalive, wrong or oversized pongs, floods of
 pings against an application that does not read, and the socket's ends.
 
-Tests marked ``xfail(strict=True)`` are bugs found in today's code (each
-reason says what breaks)."""
+The bugs it found (a cancelled ping on trio-websocket, given-up pings
+leaving tasks, a ping after the connection ended, wait_connected() right
+after an end, pings delivered ahead of earlier messages) are fixed; their
+tests stay here."""
 
 from __future__ import annotations
 
@@ -40,19 +42,6 @@ TRANSPORTS = ["websockets", "wsproto", "trio-websocket"]
 PING_OPCODE, PONG_OPCODE = 0x9, 0xA
 LIMIT = 600.0
 """Mock seconds within which every test here ends (a hang fails, it does not stall)."""
-
-TRIO_WEBSOCKET_CANCELLED_PING = pytest.mark.xfail(
-    strict=True,
-    reason="trio-websocket: a ping() cancelled before its frame is on the wire "
-    "sets the link's _closing for good: the session neither ends nor writes "
-    "again (messages wait forever, every ping() raises NotConnectedError)",
-)
-
-
-def each_transport_but(mark: pytest.MarkDecorator, *broken: str) -> list[Any]:
-    """The three transports, ``mark`` on the ``broken`` ones."""
-    return [pytest.param(t, marks=mark) if t in broken else t for t in TRANSPORTS]
-
 
 # -- a client stream whose writes can be held ---------------------------------------
 
@@ -154,7 +143,7 @@ async def test_a_ping_cancelled_before_it_starts_writes_nothing_and_changes_noth
 
 
 @pytest.mark.parametrize(
-    "transport", each_transport_but(TRIO_WEBSOCKET_CANCELLED_PING, "trio-websocket")
+    "transport", TRANSPORTS
 )
 async def test_a_ping_cancelled_while_the_network_takes_nothing_loses_no_message(
     server: MockServer, transport: str, autojump_clock: object
@@ -220,18 +209,7 @@ def live_tasks() -> int:
     return count
 
 
-@pytest.mark.parametrize(
-    "transport",
-    each_transport_but(
-        pytest.mark.xfail(
-            strict=True,
-            reason="trio-websocket: each given-up ping leaves a task waiting in "
-            "trio-websocket's ping() (and its entry in trio-websocket's ping table) "
-            "for as long as the server does not answer: unbounded",
-        ),
-        "trio-websocket",
-    ),
-)
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_given_up_pings_leave_nothing_behind_while_the_server_does_not_answer(
     server: MockServer, transport: str, autojump_clock: object
 ) -> None:
@@ -471,18 +449,7 @@ async def test_keepalive_still_finds_a_dead_peer_while_user_pings_wait(
         assert all(isinstance(r, NotConnectedError) for r in outcome)
 
 
-@pytest.mark.parametrize(
-    "transport",
-    each_transport_but(
-        pytest.mark.xfail(
-            strict=True,
-            reason="trio-websocket: a ping() whose frame cannot be written hangs "
-            "after the session ended (keepalive timeout): TrioWebsocketLink.ping "
-            "waits for bytes_out to move or ws.closed, and neither happens",
-        ),
-        "trio-websocket",
-    ),
-)
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_keepalive_ends_a_connection_whose_ping_write_is_stuck_and_ping_raises(
     transport: str, server: MockServer, autojump_clock: object
 ) -> None:
@@ -585,12 +552,6 @@ async def test_a_pong_for_a_given_up_ping_has_no_round_trip(
 
 
 @pytest.mark.parametrize("transport", ENGINES)
-@pytest.mark.xfail(
-    strict=True,
-    reason="a ping read in the same chunk as a message before it is delivered "
-    "ahead of that message: Session._reader puts link.notices before the batch "
-    "(_session.py:103-104)",
-)
 async def test_a_ping_after_a_message_in_one_read_comes_after_it(
     server: MockServer, transport: str, autojump_clock: object
 ) -> None:
@@ -718,13 +679,6 @@ async def test_a_ping_waiting_when_the_server_closes_raises_and_the_next_connect
 
 
 @pytest.mark.usefixtures("each_transport")
-@pytest.mark.xfail(
-    strict=True,
-    reason="right after a connection ends, status stays CONNECTED until the "
-    "attempt is torn down: wait_connected() returns at once and the ping() "
-    "after it raises NotConnectedError (which says wait_connected() waits "
-    "for a connection); on trio-websocket it even says 'the socket is closing'",
-)
 async def test_wait_connected_then_ping_right_after_a_connection_ended_pings_the_next(
     server: MockServer, autojump_clock: object
 ) -> None:

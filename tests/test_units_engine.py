@@ -270,14 +270,14 @@ def test_a_ping_is_answered_with_a_pong_of_the_same_payload(cls: EngineType) -> 
     engine = connected(cls)
     assert engine.receive(frame(PING, b"are you there")) == []
     assert client_frames(engine.pending()) == [(PONG, b"are you there")]
-    assert engine.controls == [(False, b"are you there")]
+    assert engine.controls == [(False, b"are you there", 0)]
 
 
 @engines
 def test_an_unsolicited_pong_is_recorded_and_nothing_else(cls: EngineType) -> None:
     engine = connected(cls)
     assert engine.receive(frame(PONG, b"zz")) == []
-    assert engine.controls == [(True, b"zz")]
+    assert engine.controls == [(True, b"zz", 0)]
     assert engine.pending() == b""
     assert engine.writable
     assert not engine.ended

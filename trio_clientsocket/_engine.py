@@ -148,9 +148,10 @@ class Engine(Protocol):
 
     key: str
     """The request's ``Sec-WebSocket-Key``."""
-    controls: list[tuple[bool, bytes]]
-    """The pings (False) and pongs (True) received, with their payloads, in
-    order, since the driver last emptied the list (pings are answered
+    controls: list[tuple[bool, bytes, int]]
+    """The pings (False) and pongs (True) received since the driver last
+    emptied the list, in order: each with its payload and how many of the
+    messages ``receive()`` returned came before it (pings are answered
     already)."""
     extension_names: tuple[str, ...]
     """The extensions the request offers."""
@@ -401,7 +402,7 @@ class WebsocketsEngine(_Backlog):
         self._inflater: Inflater | None = None  # once compression is agreed
         self._violation: tuple[int, str] | None = None
         self.key = self._p.key
-        self.controls: list[tuple[bool, bytes]] = []
+        self.controls: list[tuple[bool, bytes, int]] = []
         self._headers = list(headers)
 
     def request(self) -> bytes:
@@ -513,7 +514,7 @@ class WebsocketsEngine(_Backlog):
                     return out
                 if stop > end:
                     break  # the rest of the control frame has not come yet
-                self._control(data[pos:stop])
+                self._control(data[pos:stop], len(out))
                 if self._done:
                     return out
                 pos = stop
@@ -604,7 +605,7 @@ class WebsocketsEngine(_Backlog):
         message.size += sum(map(len, pieces))
         return pieces
 
-    def _control(self, frame: bytes) -> None:
+    def _control(self, frame: bytes, index: int) -> None:
         """A whole control frame: the protocol answers it (pong, the close
         reply) or fails the connection."""
         p = self._p
@@ -613,7 +614,8 @@ class WebsocketsEngine(_Backlog):
         for event in p.events_received():
             opcode = event.opcode  # type: ignore[union-attr]  # OPEN: frames only
             if opcode is PONG or opcode is PING:
-                self.controls.append((opcode is PONG, bytes(event.data)))  # type: ignore[union-attr]
+                pong = opcode is PONG
+                self.controls.append((pong, bytes(event.data), index))  # type: ignore[union-attr]
         if p.close_rcvd is not None or p.parser_exc is not None:
             self._done = True
             self._message = None

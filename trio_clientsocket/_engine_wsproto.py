@@ -157,7 +157,7 @@ class WsprotoEngine(_Backlog):
         self._peer_close: tuple[int, str] | None = None
         self._violation: tuple[int, str] | None = None
         self.key = ""
-        self.controls: list[tuple[bool, bytes]] = []
+        self.controls: list[tuple[bool, bytes, int]] = []
 
     def request(self) -> bytes:
         data = self._ws.send(
@@ -205,7 +205,7 @@ class WsprotoEngine(_Backlog):
         self._produced = 0
         if not self.compressed or len(data) <= INFLATE_SLICE:
             self._ws.receive_data(data)
-            return self._events()
+            return self._events([])
         # wsproto inflates each piece it is given whole: in slices, a deflate
         # bomb inflates at most ~1,000 x a slice past the size limit, and the
         # slices stop once the messages fill the room
@@ -216,24 +216,24 @@ class WsprotoEngine(_Backlog):
                 self._held = True
                 break
             self._ws.receive_data(data[start : start + INFLATE_SLICE])
-            out += self._events()
+            self._events(out)
             if self._done:
                 break
         return out
 
-    def _events(self) -> list[Message]:
+    def _events(self, out: list[Message]) -> list[Message]:
+        """Append the messages of the events wsproto parsed to ``out``."""
         ws = self._ws
-        out: list[Message] = []
         for event in ws.events():
             if isinstance(event, TextMessage | BytesMessage):
                 if not self._part(event, out):
                     break
             elif isinstance(event, Ping):
-                self.controls.append((False, bytes(event.payload)))
+                self.controls.append((False, bytes(event.payload), len(out)))
                 if ws.state is ConnectionState.OPEN:
                     self._out.append(ws.send(event.response()))
             elif isinstance(event, Pong):
-                self.controls.append((True, bytes(event.payload)))
+                self.controls.append((True, bytes(event.payload), len(out)))
             elif isinstance(event, CloseConnection):
                 state = ws.state
                 code = int(event.code)  # wsproto's CloseReason, or an int

@@ -75,18 +75,22 @@ class Pings:
         ping = self._pings[payload] = _Ping(None, trio.Event())
         return payload, ping
 
-    def sent(self, payload: bytes, at: float) -> None:
-        """The ping with ``payload`` went out at ``at``."""
+    def sent(self, payload: bytes, at: float) -> list[bytes]:
+        """The ping with ``payload`` went out at ``at``; the payloads of the
+        pings forgotten to make room for it (none waited for)."""
         ping = self._pings.pop(payload, None)
+        forgotten = []
         if ping is None:
             ping = _Ping(at, None)
             if len(self._pings) >= UNANSWERED_MAX:
                 for old, record in self._pings.items():
                     if record.done is None:
                         del self._pings[old]
+                        forgotten.append(old)
                         break
         ping.at = at
         self._pings[payload] = ping  # last: the order they went out
+        return forgotten
 
     def answer(self, payload: bytes, at: float) -> float | None:
         """A pong with ``payload`` came at ``at``: the round trip of the ping it
@@ -188,6 +192,10 @@ class Link(Protocol):
         when the ping went out (what comes in after that answers it)."""
         ...
 
+    def forget_ping(self, payload: bytes) -> None:
+        """Nobody waits for the answer to that ping any more."""
+        ...
+
     async def close(self, code: int, reason: str, *, reply: bool = True) -> None:
         """Write our close frame, if the connection is still open. With
         ``reply``, a link that cannot hand the peer's answer to the reader
@@ -213,6 +221,8 @@ class WireLink:
         "_fail_sent",
         "_fd",
         "_gate",
+        "_later",
+        "_marks",
         "_ready",
         "_stash",
         "_stashed",
@@ -249,6 +259,11 @@ class WireLink:
         self._fail_sent = False  # the close frame that failed the connection went out
         self.pings = Pings()
         self.notices: list[PingReceived | PongReceived] | None = None
+        # with notices: those of the last engine read, each with how many of
+        # its messages came before it; and what a read split at them left for
+        # the next reads (the notices to put first, then the messages)
+        self._marks: list[tuple[int, PingReceived | PongReceived]] = []
+        self._later: list[tuple[list[PingReceived | PongReceived], list[Message]]] = []
         self._stash: list[bytes] = []  # automatic replies waiting for the gate
         self._stashed = 0
         self.bytes_in = bytes_in
@@ -275,6 +290,11 @@ class WireLink:
 
     async def read(self, room: int) -> list[Message]:
         engine = self._engine
+        if self._later:  # the rest of a read that pings or pongs split
+            assert self.notices is not None
+            notices, messages = self._later.pop(0)
+            self.notices += notices
+            return messages
         while True:
             if engine.backlog:
                 # what came earlier (with the handshake answer, or past the room)
@@ -309,6 +329,8 @@ class WireLink:
                         self._stashed += len(out)
                         if self._stashed > STASH_MAX:
                             await self._send_waiting()
+            if self._marks:
+                messages = self._split(messages)
             if messages or self.notices:
                 return messages
 
@@ -361,18 +383,39 @@ class WireLink:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     def _controls(self) -> None:
-        """The pings and pongs of the last read: a pong answers our pings."""
-        notices = self.notices
-        for pong, payload in self._engine.controls:
+        """The pings and pongs of the last read: a pong answers our pings; with
+        notices, each is noted where it came among the messages."""
+        noting = self.notices is not None
+        for pong, payload, index in self._engine.controls:
             if pong:
                 rtt = self.pings.answer(payload, self.rx_at)
                 if rtt is not None:
                     self.rtt = rtt
-                if notices is not None:
-                    notices.append(PongReceived(payload, rtt))
-            elif notices is not None:
-                notices.append(PingReceived(payload))
+                if noting:
+                    self._marks.append((index, PongReceived(payload, rtt)))
+            elif noting:
+                self._marks.append((index, PingReceived(payload)))
         self._engine.controls.clear()
+
+    def _split(self, messages: list[Message]) -> list[Message]:
+        """Split a read's messages at its pings and pongs, so that each goes to
+        the application in the order it came: the first part now (its notices
+        first), the others by the next reads."""
+        assert self.notices is not None
+        parts: list[tuple[list[PingReceived | PongReceived], list[Message]]] = []
+        notices: list[PingReceived | PongReceived] = []
+        start = 0
+        for index, notice in self._marks:
+            if index > start:
+                parts.append((notices, messages[start:index]))
+                notices, start = [], index
+            notices.append(notice)
+        parts.append((notices, messages[start:]))
+        self._marks.clear()
+        first, now = parts[0]
+        self.notices += first
+        self._later += parts[1:]
+        return now
 
     # -- writing -----------------------------------------------------------------
 
@@ -530,6 +573,9 @@ class WireLink:
             pass
         finally:
             self._release()
+
+    def forget_ping(self, payload: bytes) -> None:
+        self.pings.forget(payload)
 
     def outcome(self) -> TransportError:
         ending = self._engine.ending

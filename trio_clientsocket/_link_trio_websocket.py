@@ -292,6 +292,8 @@ class TrioWebsocketLink:
         self._failing: trio.Event | None = None  # set once the failure is settled
         self.rtt: float | None = None
         self.pings = Pings()
+        self._ping_scopes: dict[bytes, trio.CancelScope] = {}  # the tasks awaiting pongs
+        self._aborted = False  # aclose() was called
         self.notices: list[PingReceived | PongReceived] | None = None  # not offered here
         self.torn = False
         self.torn_message: Message | None = None
@@ -365,29 +367,49 @@ class TrioWebsocketLink:
         async with self._gate:
             if not self.writable:
                 raise LinkEnded
-            self.pings.sent(payload, trio.current_time())
+            for old in self.pings.sent(payload, trio.current_time()):
+                self._forget_task(old)
             written = self._stream.bytes_out
             mark = self._stream.bytes_in
             self._nursery.start_soon(self._ping_task, payload)
             # Hold the gate until the ping frame is on the wire.
             try:
-                while self._stream.bytes_out == written and self._ws.closed is None:
+                while self._stream.bytes_out == written:
+                    if self._ws.closed is not None or self._aborted:
+                        raise LinkEnded  # the connection ended before the ping went
                     await self._stream.written.wait()
             except trio.Cancelled:
-                # The ping task may hold trio-websocket's send lock: a message
-                # written after it could be cut off behind it. Write no more.
-                self._closing = True
+                # The ping task may hold trio-websocket's send lock, part-way
+                # through the frame: nothing more may be written.
+                self.torn = True
                 raise
             return mark
 
+    def forget_ping(self, payload: bytes) -> None:
+        self.pings.forget(payload)
+        self._forget_task(payload)
+
+    def _forget_task(self, payload: bytes) -> None:
+        """Nobody waits for that ping's answer: its task, which waits inside
+        trio-websocket for the pong, ends (trio-websocket keeps the payload in
+        its own record until a later pong or the connection's end)."""
+        scope = self._ping_scopes.pop(payload, None)
+        if scope is not None:
+            scope.cancel()
+
     async def _ping_task(self, payload: bytes) -> None:
-        try:
-            await self._ws.ping(payload)
-        except (trio_websocket.ConnectionClosed, ValueError):
-            return
-        rtt = self.pings.answer(payload, trio.current_time())
-        if rtt is not None:
-            self.rtt = rtt
+        with trio.CancelScope() as scope:
+            self._ping_scopes[payload] = scope
+            try:
+                await self._ws.ping(payload)
+            except (trio_websocket.ConnectionClosed, ValueError):
+                return
+            finally:
+                if self._ping_scopes.get(payload) is scope:
+                    del self._ping_scopes[payload]
+            rtt = self.pings.answer(payload, trio.current_time())
+            if rtt is not None:
+                self.rtt = rtt
 
     async def close(self, code: int, reason: str, *, reply: bool = True) -> None:
         self._closing = True
@@ -477,6 +499,8 @@ class TrioWebsocketLink:
         return ending_error(Ending(peer_close=(int(reason.code), reason.reason or "")))
 
     async def aclose(self) -> None:
+        self._aborted = True
+        self._stream.written.wake()  # a ping waiting for its frame to go
         if self._close_scope is not None:
             self._close_scope.cancel()
         await trio.aclose_forcefully(self._stream.inner)

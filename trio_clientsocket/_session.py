@@ -273,8 +273,10 @@ class Session:
         """Ping now, in the calling task, and wait for the answer: the round
         trip in seconds. NotConnectedError if the connection ends first."""
         link = self.link
-        if self._ended or self.closing or not link.writable:
+        if self.closing:
             raise NotConnectedError("the socket is closing: there is nothing to ping")
+        if self._ended or not link.writable:
+            raise NotConnectedError("the connection has ended: there is nothing to ping")
         payload, record = link.pings.expect()
         try:
             await link.ping(payload)
@@ -289,7 +291,7 @@ class Session:
                 self._end(ConnectionLost(1006, "a ping() was cancelled part-way through a frame"))
             raise
         finally:
-            link.pings.forget(payload)
+            link.forget_ping(payload)
         if record.rtt is None:
             raise NotConnectedError("the connection ended before the server answered the ping")
         self.counters.last_rtt = record.rtt

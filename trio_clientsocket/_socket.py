@@ -143,8 +143,8 @@ class ClientSocket:
         ping_events: deliver a ``PingReceived`` event for each ping the server
             sends (answered already) and a ``PongReceived`` for each pong, with
             the round trip when it answers one of the socket's pings. They are
-            connection reports: they never wait for the reader, and come no
-            later than the messages read after them. Default False. Not on the
+            connection reports: they never wait for the reader, and come in
+            the order they came among the messages. Default False. Not on the
             trio-websocket transport, which does not tell its pings.
         max_message_size: largest message accepted, in bytes on the wire (after
             decompression), text and binary alike; larger ones close the
@@ -592,11 +592,18 @@ class ClientSocket:
             ...     with trio.fail_after(10):
             ...         await sock.wait_connected()
         """
-        while self.status is not Status.CONNECTED:
+        while self.status is not Status.CONNECTED or self._ending():
             if not self.is_open:
                 raise SocketClosedError("the socket is closed")
             await self._shared.wait_changed()
         await trio.lowlevel.checkpoint()
+
+    def _ending(self) -> bool:
+        """The connection has ended, and status says so once it is torn down
+        (a few scheduler steps later): not connected for ``wait_connected``."""
+        run = self._run
+        session = run.session if run is not None else None
+        return session is None or session.ended
 
     async def wait_sent(self) -> None:
         """Wait until every message passed to ``send()`` before this call (since
@@ -632,7 +639,9 @@ class ClientSocket:
         seconds. The ping goes ahead of messages waiting in the outbox. It
         waits as long as the answer takes: bound it with ``trio.fail_after``
         (the keepalive, ``ping_interval``, still judges whether the server is
-        alive). ``statistics().last_rtt`` shows the result too.
+        alive). ``statistics().last_rtt`` shows the result too. While the event
+        buffer is full the socket reads nothing, the pong included: the round
+        trip then counts the time the application took to read.
 
         Raises:
             NotConnectedError: the socket is not connected (connecting,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 
 import attrs
 
@@ -106,8 +107,12 @@ def is_token(text: str) -> bool:
     return bool(text) and _TOKEN.issuperset(text)
 
 
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+"""A control character other than tab, or DEL."""
+
+
 def _no_controls(value: str) -> bool:
-    return not any((c < " " and c != "\t") or c == "\x7f" for c in value)
+    return _CONTROL.search(value) is None
 
 
 def valid_field_value(value: str) -> bool:

@@ -88,7 +88,7 @@ class Session:
     async def serve(self, ping_interval: float | None, ping_timeout: float | None) -> None:
         """Start the reader and the writer, and run the keepalive in this task
         until the session ends."""
-        self.nursery.start_soon(self._reader)
+        self.nursery.start_soon(self._reader, name="trio_clientsocket reader")
         self.kick()
         if ping_interval is not None and ping_timeout is not None:
             await self._keepalive(ping_interval, ping_timeout)
@@ -164,7 +164,7 @@ class Session:
                 self._end(None)
             return
         self.writing = True
-        self.nursery.start_soon(self._writer)
+        self.nursery.start_soon(self._writer, name="trio_clientsocket writer")
 
     def can_send_now(self, message: Message) -> bool:
         """Whether ``send()`` may write ``message`` in its own task: the session

@@ -339,7 +339,7 @@ class ClientSocket:
         self._nursery = await self._nursery_manager.__aenter__()
         try:
             if self._url is not None:
-                await self.open(self._url)
+                await self.open()  # the URL was checked by the constructor
         except BaseException as exc:
             self._exited = True
             self._nursery.cancel_scope.cancel()
@@ -487,10 +487,12 @@ class ClientSocket:
             run = Run(url, self._config, self._shared)
             self._run = self._last = run
             self._shared.fire(Trigger.OPEN)
-            # Shielded: the run starts at once (its first step), so that a
-            # cancelled open() leaves no run that never runs.
+            nursery.start_soon(run.run, name="trio_clientsocket run")
+            # The first attempt is under way when open() returns (shielded: a
+            # cancelled open() has opened all the same, and the socket's exit
+            # stops the run).
             with trio.CancelScope(shield=True):
-                await nursery.start(run.run)
+                await run.started.wait()
 
     async def close(self, code: int = 1000, reason: str = "") -> tuple[Message, ...]:
         """Flush the outbox and close the connection with ``code`` and

@@ -182,8 +182,17 @@ async def _resolve(value: object) -> object:
 class Run:
     """One ``open()`` until ``close()``, giving up, or the next ``open()``."""
 
-    def __init__(self, url: UrlSource, config: Config, shared: Shared) -> None:
+    def __init__(
+        self,
+        url: UrlSource,
+        config: Config,
+        shared: Shared,
+        parsed: tuple[str, Target] | None = None,
+    ) -> None:
         self.url_source = url
+        # the URL last parsed, and what it gave (a str URL is parsed once);
+        # ``parsed`` is used only if it is this very URL
+        self._parsed = parsed
         self.config = config
         self.shared = shared
         # Shielded: only the socket ends a run (``stop``, ``abort``), so that a
@@ -251,7 +260,12 @@ class Run:
         except Exception as exc:
             raise AttemptError(f"url or headers callable failed: {exc!r}") from exc
         self.url = url if isinstance(url, str) else repr(url)
-        target = parse_url(url)
+        parsed = self._parsed
+        if parsed is not None and parsed[0] is url:
+            target = parsed[1]
+        else:
+            target = parse_url(url)  # raises InvalidURLError for anything but a URL
+            self._parsed = (url, target) if isinstance(url, str) else None
         headers = with_defaults(header_pairs(given))
         auth = target.basic_auth()
         if auth is not None and not any(k.lower() == "authorization" for k, _ in headers):

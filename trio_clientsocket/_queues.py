@@ -48,6 +48,10 @@ class _Empty(deque[Any]):
 _NONE: deque[Any] = _Empty()
 
 
+def _refuse_abort(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
+
+
 class Slot:
     """Where one task at a time waits to be woken: a ParkingLot for a single
     waiter, at a fraction of its size and cost."""
@@ -62,6 +66,13 @@ class Slot:
         assert self._task is None, "a Slot holds one waiting task"
         self._task = trio.lowlevel.current_task()
         await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    async def wait_shielded(self) -> None:
+        """Sleep until ``wake()``, which must come soon: a cancellation waits
+        for it too, and is raised at the caller's next checkpoint."""
+        assert self._task is None, "a Slot holds one waiting task"
+        self._task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(_refuse_abort)
 
     def wake(self) -> None:
         task, self._task = self._task, None

@@ -33,7 +33,7 @@ from ._queues import EventStream, Mutex, Outbox
 from ._record import Recorder, RecordOption, recorder_for
 from ._state import Status, Trigger
 from ._stats import SocketStatistics
-from ._url import parse_url
+from ._url import Target, parse_url
 
 __all__ = ["ClientSocket", "Overflow", "Transport"]
 
@@ -54,11 +54,14 @@ def _check_timeout(name: str, value: float | None, *, optional: bool) -> None:
         raise ValueError(f"{name} must be a number > 0{' or None' if optional else ''}")
 
 
-def _check_url(url: object) -> None:
+def _check_url(url: object) -> Target | None:
+    """``url`` parsed when it is a str (None for a callable); InvalidURLError
+    when it is neither, or not a valid URL."""
     if isinstance(url, str):
-        parse_url(url)
-    elif not callable(url):
+        return parse_url(url)
+    if not callable(url):
         raise InvalidURLError(f"url must be a str or a callable, not {type(url).__name__}")
+    return None
 
 
 def _check_message(message: object) -> Message:
@@ -235,8 +238,9 @@ class ClientSocket:
         connect_limiter: trio.CapacityLimiter | None = None,
         record: RecordOption = None,
     ) -> None:
-        if url is not None:
-            _check_url(url)
+        target = _check_url(url) if url is not None else None
+        # the last str URL checked, and what it parsed to (the run reuses it)
+        self._parsed = (url, target) if isinstance(url, str) and target is not None else None
         if reconnect is not None and not isinstance(reconnect, Backoff):
             raise TypeError("reconnect must be a Backoff or None")
         _check_timeout("connect_timeout", connect_timeout, optional=False)
@@ -474,7 +478,9 @@ class ClientSocket:
             if url is None:
                 raise SocketClosedError("no URL to open: pass one to open() or ClientSocket()")
         else:
-            _check_url(url)
+            target = _check_url(url)
+            if isinstance(url, str) and target is not None:
+                self._parsed = (url, target)
         closes = self._closes
         async with self._control:
             await self._stop(1000, "")
@@ -484,15 +490,14 @@ class ClientSocket:
             self._url = url
             self._outbox.lost = None  # wait_sent() counts losses from here
             self._events._reopen()
-            run = Run(url, self._config, self._shared)
+            run = Run(url, self._config, self._shared, self._parsed)
             self._run = self._last = run
             self._shared.fire(Trigger.OPEN)
             nursery.start_soon(run.run, name="trio_clientsocket run")
             # The first attempt is under way when open() returns (shielded: a
             # cancelled open() has opened all the same, and the socket's exit
             # stops the run).
-            with trio.CancelScope(shield=True):
-                await run.started.wait()
+            await run.started.wait_shielded()
 
     async def close(self, code: int = 1000, reason: str = "") -> tuple[Message, ...]:
         """Flush the outbox and close the connection with ``code`` and

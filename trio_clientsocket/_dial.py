@@ -56,15 +56,9 @@ def tcp_opener(
     once instead of looking like a timeout."""
 
     environment = proxy_environment() if proxy is True else None
-    last: tuple[str, Target] | None = None  # a reconnect opens the same URL
 
     async def open_stream(url: str) -> trio.abc.Stream:
-        nonlocal last
-        if last is not None and last[0] is url:
-            target = last[1]
-        else:
-            target = parse_url(url)
-            last = (url, target)
+        target = parse_url(url)
         via = choose_proxy(target, proxy, environment)
         if via is None:
             stream = await _connect(target.host, target.port, f"{target.host}:{target.port}")

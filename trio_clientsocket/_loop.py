@@ -190,8 +190,8 @@ class Run:
         parsed: tuple[str, Target] | None = None,
     ) -> None:
         self.url_source = url
-        # the URL last parsed, and what it gave (a str URL is parsed once);
-        # ``parsed`` is used only if it is this very URL
+        # the URL as the socket parsed it to check it: the first attempt's
+        # (used only if it is this very URL)
         self._parsed = parsed
         self.config = config
         self.shared = shared
@@ -260,12 +260,11 @@ class Run:
         except Exception as exc:
             raise AttemptError(f"url or headers callable failed: {exc!r}") from exc
         self.url = url if isinstance(url, str) else repr(url)
-        parsed = self._parsed
+        parsed, self._parsed = self._parsed, None  # used once: an idle socket holds none
         if parsed is not None and parsed[0] is url:
             target = parsed[1]
         else:
             target = parse_url(url)  # raises InvalidURLError for anything but a URL
-            self._parsed = (url, target) if isinstance(url, str) else None
         headers = with_defaults(header_pairs(given))
         auth = target.basic_auth()
         if auth is not None and not any(k.lower() == "authorization" for k, _ in headers):

@@ -491,6 +491,7 @@ class ClientSocket:
             self._outbox.lost = None  # wait_sent() counts losses from here
             self._events._reopen()
             run = Run(url, self._config, self._shared, self._parsed)
+            self._parsed = None  # the run has it
             self._run = self._last = run
             self._shared.fire(Trigger.OPEN)
             nursery.start_soon(run.run, name="trio_clientsocket run")

@@ -111,16 +111,11 @@ class MessageReceived(Event):
         return NotificationInfo.from_value(self.json)
 
 
-_new = object.__new__
-_set_message = MessageReceived.__dict__["message"].__set__
-
-
-def received(message: Message) -> MessageReceived:
-    """``MessageReceived(message)`` at a third less cost (the reader's hot path:
-    the frozen class's ``__init__`` sets its field through a lookup)."""
-    event: MessageReceived = _new(MessageReceived)
-    _set_message(event, message)
-    return event
+new_event = object.__new__
+set_message = MessageReceived.__dict__["message"].__set__
+"""``event = new_event(MessageReceived); set_message(event, message)`` makes
+``MessageReceived(message)`` at a third of the cost, inline in the reader's hot
+path (the frozen class's ``__init__`` sets its field through a lookup)."""
 
 
 def _count_messages(report: Undelivered) -> int:

@@ -261,10 +261,8 @@ class Run:
             raise AttemptError(f"url or headers callable failed: {exc!r}") from exc
         self.url = url if isinstance(url, str) else repr(url)
         parsed, self._parsed = self._parsed, None  # used once: an idle socket holds none
-        if parsed is not None and parsed[0] is url:
-            target = parsed[1]
-        else:
-            target = parse_url(url)  # raises InvalidURLError for anything but a URL
+        # parse_url raises InvalidURLError for anything but a URL
+        target = parsed[1] if parsed is not None and parsed[0] is url else parse_url(url)
         headers = with_defaults(header_pairs(given))
         auth = target.basic_auth()
         if auth is not None and not any(k.lower() == "authorization" for k, _ in headers):

@@ -20,7 +20,8 @@ from ._events import (
     SocketEvent,
     Undelivered,
     UndeliveredReason,
-    received,
+    new_event,
+    set_message,
 )
 
 __all__ = ["EventStream", "Mutex", "Outbox", "Slot"]
@@ -386,7 +387,7 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
             items.extend(self._late)
             self._late = _NONE
         if not self._late:
-            append = items.append
+            append, new, set_ = items.append, new_event, set_message
             bound, byte_bound = (end + len(items), -1) if force else (self._bound, self._byte_bound)
             while index < end and len(items) < bound:
                 message = messages[index]
@@ -398,7 +399,9 @@ class EventStream(trio.abc.ReceiveChannel[SocketEvent]):
                 # a message goes in whole if it fits (or the buffer holds none)
                 if size + weight > byte_bound and size and not force:
                     break
-                append(received(message))
+                event = new(MessageReceived)
+                set_(event, message)
+                append(event)
                 size += weight
                 index += 1
         self._bytes = size

@@ -23,13 +23,14 @@ from trio_clientsocket import (
     Skipped,
     Status,
 )
+from trio_clientsocket._socket import Transport
 from trio_clientsocket.testing import MockServer
 
 from ._hostile_helpers import raw_server
-from .conftest import next_event_skip
-from .test_lifecycle import URL, socket
+from .conftest import URL, next_event_skip
+from .test_lifecycle import socket
 
-ENGINES = ("websockets", "wsproto")
+ENGINES: tuple[Transport, ...] = ("websockets", "wsproto")
 FLOOD = 5000
 
 
@@ -161,7 +162,7 @@ async def test_a_ping_given_up_by_its_caller_leaves_the_connection_usable(
 
 @pytest.mark.parametrize("transport", ENGINES)
 async def test_a_pong_for_the_latest_ping_answers_the_earlier_ones(
-    transport: str, autojump_clock: object
+    transport: Transport, autojump_clock: object
 ) -> None:
     """RFC 6455 5.5.3: a peer may answer only the most recent ping. A wsproto
     server that keeps every ping and answers only the third."""
@@ -178,7 +179,7 @@ async def test_a_pong_for_the_latest_ping_answers_the_earlier_ones(
             data = await stream.receive_some()
             if not data:
                 return
-            ws.receive_data(data)
+            ws.receive_data(bytes(data))
             for event in ws.events():
                 if isinstance(event, Ping):
                     pings.append(bytes(event.payload))

@@ -156,6 +156,33 @@ async def raw_server(respond: Respond) -> AsyncIterator[RawServer]:
         nursery.cancel_scope.cancel()
 
 
+PingHandler = Callable[[trio.abc.Stream, WSConnection, Ping], Awaitable[None]]
+"""What ``ping_server`` does with each ping: given the stream, wsproto's
+connection (to answer with ``ws.send(event.response())``) and the ping."""
+
+
+def ping_server(on_ping: PingHandler) -> Respond:
+    """A raw wsproto server that accepts, then hands each ping to ``on_ping``
+    (it answers no ping by itself)."""
+
+    async def respond(stream: trio.abc.Stream, request: bytes) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        ws.receive_data(request)
+        for event in ws.events():
+            if isinstance(event, Request):
+                await stream.send_all(ws.send(AcceptConnection()))
+        while True:
+            data = await stream.receive_some()
+            if not data:
+                return
+            ws.receive_data(bytes(data))
+            for event in ws.events():
+                if isinstance(event, Ping):
+                    await on_ping(stream, ws, event)
+
+    return respond
+
+
 # -- real TCP ----------------------------------------------------------------------
 
 TcpRespond = Callable[[trio.SocketStream], Awaitable[None]]

@@ -8,8 +8,8 @@ import functools
 import pytest
 import trio
 import trio.testing
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Ping, Request
+from wsproto import WSConnection
+from wsproto.events import Ping
 
 from trio_clientsocket import (
     ClientSocket,
@@ -26,7 +26,7 @@ from trio_clientsocket import (
 from trio_clientsocket._socket import Transport
 from trio_clientsocket.testing import MockServer
 
-from ._hostile_helpers import raw_server
+from ._hostile_helpers import ping_server, raw_server
 from .conftest import URL, next_event_skip
 from .test_lifecycle import socket
 
@@ -169,25 +169,13 @@ async def test_a_pong_for_the_latest_ping_answers_the_earlier_ones(
     pings: list[bytes] = []
     answer_now = trio.Event()
 
-    async def respond(stream: trio.abc.Stream, request: bytes) -> None:
-        ws = WSConnection(ConnectionType.SERVER)
-        ws.receive_data(request)
-        for event in ws.events():
-            if isinstance(event, Request):
-                await stream.send_all(ws.send(AcceptConnection()))
-        while True:
-            data = await stream.receive_some()
-            if not data:
-                return
-            ws.receive_data(bytes(data))
-            for event in ws.events():
-                if isinstance(event, Ping):
-                    pings.append(bytes(event.payload))
-                    if len(pings) == 3:
-                        await answer_now.wait()
-                        await stream.send_all(ws.send(event.response()))
+    async def answer_the_third(stream: trio.abc.Stream, ws: WSConnection, ping: Ping) -> None:
+        pings.append(bytes(ping.payload))
+        if len(pings) == 3:
+            await answer_now.wait()
+            await stream.send_all(ws.send(ping.response()))
 
-    async with raw_server(respond) as raw:
+    async with raw_server(ping_server(answer_the_third)) as raw:
         sock = ClientSocket(
             URL, open_stream=raw.open_stream, transport=transport, ping_interval=None
         )

@@ -10,14 +10,14 @@ tests stay here."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Ping, Request
+from wsproto import WSConnection
+from wsproto.events import Ping
 
 from trio_clientsocket import (
     ClientSocket,
@@ -34,7 +34,7 @@ from trio_clientsocket import (
 )
 from trio_clientsocket.testing import MockServer
 
-from ._hostile_helpers import drain, raw_server, server_frame
+from ._hostile_helpers import drain, ping_server, raw_server, server_frame
 from .conftest import EXACT, URL, WrappedStream, client_socket, next_event_skip
 
 ENGINES = ["websockets", "wsproto"]
@@ -111,6 +111,13 @@ def opened(opener: Any, transport: str, **options: Any) -> ClientSocket:
     return ClientSocket(URL, open_stream=opener, **options)
 
 
+def quiet(server: MockServer, **options: Any) -> ClientSocket:
+    """A socket to ``server`` on the test's transport: no keepalive, exact
+    reconnect delays."""
+    options = {"ping_interval": None, "reconnect": EXACT, **options}
+    return client_socket(URL, open_stream=server.open_stream, **options)
+
+
 async def ping_into(sock: ClientSocket, outcome: list[object]) -> None:
     """ping(), its result or error appended to ``outcome``."""
     try:
@@ -126,9 +133,7 @@ async def ping_into(sock: ClientSocket, outcome: list[object]) -> None:
 async def test_a_ping_cancelled_before_it_starts_writes_nothing_and_changes_nothing(
     server: MockServer, autojump_clock: object
 ) -> None:
-    async with client_socket(
-        URL, open_stream=server.open_stream, ping_interval=None, reconnect=EXACT
-    ) as sock:
+    async with quiet(server) as sock:
         await sock.wait_connected()
         with trio.CancelScope() as scope:
             scope.cancel()
@@ -176,9 +181,7 @@ async def test_a_ping_cancelled_while_the_network_takes_nothing_loses_no_message
 async def test_pings_given_up_while_waiting_for_the_pong_keep_messages_once_in_order(
     server: MockServer, autojump_clock: object
 ) -> None:
-    async with client_socket(
-        URL, open_stream=server.open_stream, ping_interval=None, reconnect=EXACT
-    ) as sock:
+    async with quiet(server) as sock:
         await sock.wait_connected()
         server.stall()
         for n in range(20):
@@ -233,9 +236,7 @@ async def test_given_up_pings_leave_nothing_behind_while_the_server_does_not_ans
 async def test_many_concurrent_pings_are_each_answered_and_messages_keep_their_order(
     server: MockServer, autojump_clock: object
 ) -> None:
-    async with client_socket(
-        URL, open_stream=server.open_stream, ping_interval=None, reconnect=EXACT
-    ) as sock:
+    async with quiet(server) as sock:
         await sock.wait_connected()
         server.stall()
         outcome: list[object] = []
@@ -336,29 +337,6 @@ async def test_ping_after_the_socket_gave_up_raises(
 # -- a hostile server ---------------------------------------------------------------
 
 
-Handler = Callable[[trio.abc.Stream, WSConnection, Ping], Awaitable[None]]
-
-
-def ping_server(on_ping: Handler) -> Callable[[trio.abc.Stream, bytes], Awaitable[None]]:
-    """A raw wsproto server that accepts, then hands each ping to ``on_ping``
-    (it answers no ping by itself)."""
-
-    async def respond(stream: trio.abc.Stream, request: bytes) -> None:
-        ws = WSConnection(ConnectionType.SERVER)
-        ws.receive_data(request)
-        for event in ws.events():
-            if isinstance(event, Request):
-                await stream.send_all(ws.send(AcceptConnection()))
-        while True:
-            data = await stream.receive_some()
-            if not data:
-                return
-            ws.receive_data(bytes(data))
-            for event in ws.events():
-                if isinstance(event, Ping):
-                    await on_ping(stream, ws, event)
-
-    return respond
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -656,9 +634,7 @@ async def test_ping_waits_for_the_application_to_read_when_the_event_buffer_is_f
 async def test_a_ping_waiting_when_the_server_closes_raises_and_the_next_connection_pings(
     server: MockServer, autojump_clock: object
 ) -> None:
-    async with client_socket(
-        URL, open_stream=server.open_stream, ping_interval=None, reconnect=EXACT
-    ) as sock:
+    async with quiet(server) as sock:
         await sock.wait_connected()
         server.stall()  # no pong; the server can still write its close frame
         outcome: list[object] = []
@@ -682,9 +658,7 @@ async def test_a_ping_waiting_when_the_server_closes_raises_and_the_next_connect
 async def test_wait_connected_then_ping_right_after_a_connection_ended_pings_the_next(
     server: MockServer, autojump_clock: object
 ) -> None:
-    async with client_socket(
-        URL, open_stream=server.open_stream, ping_interval=None, reconnect=EXACT
-    ) as sock:
+    async with quiet(server) as sock:
         await sock.wait_connected()
         server.stall()
         outcome: list[object] = []

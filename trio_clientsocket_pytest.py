@@ -185,10 +185,12 @@ def _waits(test_task: trio.lowlevel.Task) -> str:
             elif steps:
                 waits_in.append(frame)
         if steps:
-            # the library function it waits in: ours if there is one (EventStream.receive
-            # rather than trio's ReceiveChannel.__anext__ above it), else trio's
+            # the library function it waits in: ours if there is one, by its
+            # name rather than a protocol method (EventStream.receive rather than
+            # the __anext__ above it), else trio's
             ours = [frame for frame in waits_in if _library(frame) == "trio_clientsocket"]
-            named = (ours or waits_in)[:1]
+            named = [f for f in ours if not f.f_code.co_name.startswith("__")][:1]
+            named = named or (ours or waits_in)[:1]
             lines.append("  " + " -> ".join(steps + [f.f_code.co_qualname for f in named]))
         tasks += [child for nursery in task.child_nurseries for child in nursery.child_tasks]
     return "\n".join(lines) or "  (no task of the test is waiting)"

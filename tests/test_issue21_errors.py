@@ -13,7 +13,7 @@ import pytest
 import trio
 import trustme
 
-from trio_clientsocket import Backoff, Connected, ConnectionFailed
+from trio_clientsocket import Backoff, Connected, ConnectionFailed, MessageReceived
 from trio_clientsocket.testing import open_mock_server
 
 from ._hostile_helpers import tcp_server
@@ -144,3 +144,39 @@ async def test_proxy_ssl_trusts_an_https_proxy_with_a_private_ca() -> None:
 def test_proxy_ssl_must_be_an_ssl_context() -> None:
     with pytest.raises(TypeError, match=r"proxy_ssl must be an ssl\.SSLContext"):
         client_socket("ws://h.test/", proxy_ssl="ca.pem")
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",  # an IP address: connected to directly
+        "localhost",  # a name: trio's happy eyeballs over its addresses
+        pytest.param(
+            "[::1]",
+            marks=pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here"),
+        ),
+    ],
+)
+async def test_an_address_or_a_name_connects_and_a_refusal_names_it(host: str) -> None:
+    listen = "::1" if host == "[::1]" else "127.0.0.1"
+    with trio.fail_after(10):
+        async with open_mock_server(echo=True) as mock:
+            port = await mock.listen_tcp(listen)
+            async with client_socket(f"ws://{host}:{port}/", proxy=None) as sock:
+                await sock.send("hello")
+                echoed = await next_event_skip(sock, MessageReceived)
+                assert echoed.message == "hello"
+        # the server is gone: refused, and the error names where it went
+        async with client_socket(f"ws://{host}:{port}/", reconnect=FAST, proxy=None) as sock:
+            failed = await next_event_skip(sock, ConnectionFailed)
+    assert isinstance(failed.error, ConnectionRefusedError)
+    assert f"cannot connect to {host.strip('[]')}:{port}: Connection refused" in str(failed.error)

@@ -961,6 +961,9 @@ def _rl_point_reader(readline: ModuleType) -> Callable[[], int] | None:
 
 
 async def _connect(args: argparse.Namespace, out: TextIO, terminal: _Terminal | None) -> int:
+    unreadable = _write_only(sys.stdin)
+    if unreadable:  # said before connecting: the socket's own reports would come first
+        raise UsageError("cannot read standard input: it is not open for reading")
     recorder = _recorder(args.record)
     try:
         return await _run_connect(args, out, terminal, recorder)
@@ -1058,6 +1061,19 @@ async def _run_connect(
     if printer.broken is not None:
         raise UsageError(f"standard output was closed: {os_reason(printer.broken)}")
     return EXIT_FATAL if printer.gave_up or printer.undelivered else 0
+
+
+def _write_only(stdin: TextIO | None) -> bool:
+    """``stdin`` is a descriptor open for writing only (the write end of a
+    pipe, a file opened ``O_WRONLY``): reading it can only fail. False when it
+    cannot be told (no descriptor, no ``fcntl``)."""
+    try:
+        import fcntl
+
+        flags = fcntl.fcntl(stdin.fileno(), fcntl.F_GETFL) if stdin is not None else 0
+    except (ImportError, OSError, ValueError, AttributeError):
+        return False
+    return flags & os.O_ACCMODE == os.O_WRONLY
 
 
 def _read_error(exc: BaseException) -> str:

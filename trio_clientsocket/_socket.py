@@ -600,18 +600,19 @@ class ClientSocket:
             ...     with trio.fail_after(10):
             ...         await sock.wait_connected()
         """
+        await trio.lowlevel.checkpoint()  # first: no yield between the check and the return
         while self.status is not Status.CONNECTED or self._ending():
             if not self.is_open:
                 raise SocketClosedError("the socket is closed")
             await self._shared.wait_changed()
-        await trio.lowlevel.checkpoint()
 
     def _ending(self) -> bool:
-        """The connection has ended, and status says so once it is torn down
-        (a few scheduler steps later): not connected for ``wait_connected``."""
+        """The connection has ended (or its link has, before the session came to
+        it), and status says so once it is torn down (a few scheduler steps
+        later): not connected for ``wait_connected``."""
         run = self._run
         session = run.session if run is not None else None
-        return session is None or session.ended
+        return session is None or session.ended or session.link.over
 
     async def wait_sent(self) -> None:
         """Wait until every message passed to ``send()`` before this call (since

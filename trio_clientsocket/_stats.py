@@ -52,7 +52,7 @@ class SocketStatistics:
     last_error: BaseException | None = attrs.field(default=None, eq=False)
     """The error of the last ``ConnectionFailed``."""
     last_rtt: float | None = None
-    """Round-trip time of the last keepalive ping, in seconds."""
+    """Round-trip time of the last ping answered (keepalive or ``ping()``), in seconds."""
 
 
 @attrs.define(eq=False)

@@ -596,27 +596,27 @@ async def _first_failure(url: str, **options: object) -> ConnectionFailed:
         return await next_event_skip(sock, ConnectionFailed)
 
 
+@pytest.mark.parametrize(
+    ("host", "family"),
+    [
+        ("127.0.0.1", socket.AF_INET),
+        pytest.param(
+            "::1",
+            socket.AF_INET6,
+            marks=pytest.mark.skipif(not _have_ipv6(), reason="no ::1 on this machine"),
+        ),
+    ],
+)
 @pytest.mark.usefixtures("each_transport")
-async def test_refused_ipv4_keeps_type_errno_and_wording() -> None:
-    port = _free_port()
+async def test_a_refused_address_keeps_type_errno_and_wording(host: str, family: int) -> None:
+    port = _free_port(family, host)
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
     with trio.fail_after(REAL):
-        failed = await _first_failure(f"ws://127.0.0.1:{port}/")
+        failed = await _first_failure(f"ws://{shown}:{port}/")
     error = failed.error
     assert type(error) is ConnectionRefusedError
     assert error.errno == errno.ECONNREFUSED
-    assert str(error) == f"cannot connect to 127.0.0.1:{port}: Connection refused (ECONNREFUSED)"
-
-
-@pytest.mark.skipif(not _have_ipv6(), reason="no ::1 on this machine")
-@pytest.mark.usefixtures("each_transport")
-async def test_refused_ipv6_literal_keeps_type_errno_and_wording() -> None:
-    port = _free_port(socket.AF_INET6, "::1")
-    with trio.fail_after(REAL):
-        failed = await _first_failure(f"ws://[::1]:{port}/")
-    error = failed.error
-    assert type(error) is ConnectionRefusedError
-    assert error.errno == errno.ECONNREFUSED
-    assert str(error) == f"cannot connect to ::1:{port}: Connection refused (ECONNREFUSED)"
+    assert str(error) == f"cannot connect to {host}:{port}: Connection refused (ECONNREFUSED)"
 
 
 @pytest.mark.skipif(not _have_ipv6(), reason="no ::1 on this machine")

@@ -324,6 +324,21 @@ def test_pings_nobody_waits_for_are_forgotten_past_the_bound() -> None:
     assert len(pings._pings) <= UNANSWERED_MAX
 
 
+def test_a_pong_answers_no_ping_sent_after_its_own() -> None:
+    from trio_clientsocket._link import Pings
+
+    pings = Pings()
+    (first, early), (second, late) = pings.expect(), pings.expect()
+    pings.sent(first, 1.0)
+    pings.sent(second, 2.0)
+    assert pings.answer(first, 3.0) == 2.0
+    assert early.rtt == 2.0
+    assert late.done is not None
+    assert not late.done.is_set()
+    assert late.rtt is None
+    assert pings.answer(second, 4.0) == 2.0
+
+
 def test_a_pong_answers_its_ping_and_the_earlier_ones_but_not_one_unsent() -> None:
     from trio_clientsocket._link import Pings
 

@@ -530,17 +530,27 @@ async def test_a_pong_for_a_given_up_ping_has_no_round_trip(
 
 
 @pytest.mark.parametrize("transport", ENGINES)
-async def test_a_ping_after_a_message_in_one_read_comes_after_it(
+async def test_a_ping_or_pong_between_messages_in_one_read_comes_between_them(
     server: MockServer, transport: str, autojump_clock: object
 ) -> None:
     async with sock_on(server, transport, ping_events=True) as sock:
         assert isinstance(await sock.events().receive(), Connected)
         connection = server.connections[0]
         await connection.send_raw(
-            server_frame(TEXT_OPCODE, b"first") + server_frame(PING_OPCODE, b"after first")
+            server_frame(TEXT_OPCODE, b"first")
+            + server_frame(PING_OPCODE, b"after first")
+            + server_frame(TEXT_OPCODE, b"second")
+            + server_frame(PONG_OPCODE, b"after second")
+            + server_frame(TEXT_OPCODE, b"third")
         )
-        events = [await sock.events().receive() for _ in range(2)]
-        assert events == [MessageReceived("first"), PingReceived(b"after first")]
+        events = [await sock.events().receive() for _ in range(5)]
+        assert events == [
+            MessageReceived("first"),
+            PingReceived(b"after first"),
+            MessageReceived("second"),
+            PongReceived(b"after second", None),
+            MessageReceived("third"),
+        ]
 
 
 @pytest.mark.parametrize("transport", ENGINES)

@@ -16,6 +16,8 @@ from trio_clientsocket import (
     ConnectionLost,
     EventStream,
     MessageReceived,
+    PingReceived,
+    PongReceived,
     Skipped,
     SocketEvent,
     Undelivered,
@@ -131,6 +133,29 @@ async def test_a_waiting_producer_is_woken_below_half_the_buffer() -> None:
         assert not woken.is_set()
         assert events.receive_nowait() == MessageReceived("c")  # 1 left
         await woken.wait()
+
+
+async def test_async_for_wakes_a_waiting_producer_below_half_the_buffer_too() -> None:
+    """The same mark on ``async for``'s own path (``__anext__``)."""
+    events = stream(bound=4)
+    assert events._put_messages(list("abcd")) == 4
+    woken = trio.Event()
+
+    async def producer() -> None:
+        await events._wait_room()
+        woken.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer)
+        taken = []
+        async for event in events:
+            taken.append(event)
+            await trio.testing.wait_all_tasks_blocked()
+            # 3 left, then 2: not below the low-water mark of 2; then 1
+            assert woken.is_set() == (len(taken) >= 3)
+            if len(taken) == 3:
+                break
+    assert taken == [MessageReceived(m) for m in "abc"]
 
 
 async def test_close_wakes_a_producer_waiting_for_room() -> None:
@@ -296,6 +321,26 @@ def test_the_reserve_drops_a_connected_before_older_reports() -> None:
         Skipped(count=1, undelivered=0),
         Closed(url="old"),
         *[gave_up()] * 7,
+    ]
+
+
+def test_the_reserve_drops_pings_and_pongs_before_older_reports() -> None:
+    """A flood of the server's pings and pongs (ping_events) past the reserve
+    drops them, never the report that came before them."""
+    events = stream(bound=1)
+    events._put_messages(["m"])
+    events._put_report(gave_up())
+    notices: list[PingReceived | PongReceived] = []
+    for n in range(20):
+        notices.append(PingReceived(bytes([n])) if n % 2 else PongReceived(bytes([n]), None))
+    events._put_notices(notices)
+    assert notices == []  # emptied for the next read
+    kept = read_all(events)
+    assert kept[:3] == [MessageReceived("m"), Skipped(count=13, undelivered=0), gave_up()]
+    assert len(kept) == 3 + 7  # the reserve of 8: the report and the 7 newest notices
+    assert kept[3:] == [
+        PingReceived(bytes([n])) if n % 2 else PongReceived(bytes([n]), None)
+        for n in range(13, 20)
     ]
 
 

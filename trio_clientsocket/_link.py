@@ -66,12 +66,17 @@ class Pings:
     def __init__(self) -> None:
         self._pings: dict[bytes, _Ping] = {}
 
-    def expect(self) -> tuple[bytes, _Ping]:
-        """A payload of its own for a ping that a task will wait for, and the
-        record that tells it the round trip (``done`` is set)."""
+    def payload(self) -> bytes:
+        """A payload for a new ping: 4 random bytes no ping in flight has."""
         payload = random.getrandbits(32).to_bytes(4, "big")
         while payload in self._pings:
             payload = random.getrandbits(32).to_bytes(4, "big")
+        return payload
+
+    def expect(self) -> tuple[bytes, _Ping]:
+        """A payload of its own for a ping that a task will wait for, and the
+        record that tells it the round trip (``done`` is set)."""
+        payload = self.payload()
         ping = self._pings[payload] = _Ping(None, trio.Event())
         return payload, ping
 

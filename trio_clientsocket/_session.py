@@ -9,8 +9,6 @@ the error the link's record, a keepalive timeout or a torn write gives.
 
 from __future__ import annotations
 
-import random
-
 import trio
 
 from ._errors import ConnectionLost, KeepaliveTimeout, NotConnectedError, TransportError
@@ -341,7 +339,7 @@ class Session:
 
     async def _probe(self, patience: float) -> bool:
         link = self.link
-        payload = random.getrandbits(32).to_bytes(4, "big")
+        payload = link.pings.payload()
         pauses = self.pauses
         # The ping may wait behind a write: the wait counts from the last
         # progress of the writes ahead of it (a long upload that moves is no
